@@ -1,0 +1,3 @@
+"""boottorrentd: the BootTorrent system daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,133 @@
+"""boottorrentd: the daemon's entry point (options, bus name, lifecycle)."""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__, api, auth
+from .config import default_config_text, load_config
+from .dbus import BACKEND, BusType, DBusError, MessageBus, NameFlag, RequestNameReply
+from .errors import BootTorrentError
+from .log import setup_logging
+from .manager import Manager
+from .service import ManagerInterface
+
+log = logging.getLogger("boottorrentd")
+
+
+def _default(env: str, fallback: str, leaf: str = "") -> Path:
+    # systemd sets these from ConfigurationDirectory=/StateDirectory=/RuntimeDirectory=.
+    base = os.environ.get(env)
+    if base:
+        # A colon-separated list when the unit names several directories: ours is first.
+        return Path(base.split(":")[0]) / leaf if leaf else Path(base.split(":")[0])
+    return Path(fallback)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="boottorrentd",
+        description="The BootTorrent daemon: owns org.boottorrent1 on the system bus and "
+        "keeps the library of operating systems that clients boot over BitTorrent. "
+        "Control it with boottorrentctl.",
+    )
+    p.add_argument("--config", type=Path,
+                   default=_default("CONFIGURATION_DIRECTORY", "/etc/boottorrent/boottorrent.yaml",
+                                    "boottorrent.yaml"),
+                   help="configuration file (default: $CONFIGURATION_DIRECTORY/boottorrent.yaml, "
+                   "else /etc/boottorrent/boottorrent.yaml)")
+    p.add_argument("--state-dir", type=Path,
+                   default=_default("STATE_DIRECTORY", "/var/lib/boottorrent"),
+                   help="where the OS library and torrents live (default: $STATE_DIRECTORY, "
+                   "else /var/lib/boottorrent)")
+    p.add_argument("--runtime-dir", type=Path,
+                   default=_default("RUNTIME_DIRECTORY", "/run/boottorrent"),
+                   help="where generated files and sockets live (default: $RUNTIME_DIRECTORY, "
+                   "else /run/boottorrent)")
+    p.add_argument("--print-default-config", action="store_true",
+                   help="print the commented default configuration and exit")
+    p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p.parse_args(argv)
+
+
+def notify(*states: str) -> None:
+    """sd_notify; a no-op when not started by systemd (no NOTIFY_SOCKET)."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    from systemd import daemon
+
+    try:
+        daemon.notify("\n".join(states))
+    except OSError as e:
+        # The service manager may be gone (shutdown) or the socket stale; never fatal.
+        log.debug("sd_notify failed: %s", e)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config = await asyncio.to_thread(load_config, args.config)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    args.runtime_dir.mkdir(parents=True, exist_ok=True)
+    manager = Manager(config, args.config, args.state_dir, args.runtime_dir)
+    await asyncio.to_thread(manager.load)
+
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except Exception as e:
+        address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/dbus/system_bus_socket")
+        raise BootTorrentError(f"cannot connect to the system bus at {address}: {e}; "
+                               "is dbus running?") from e
+    auth.track_callers(bus)
+    bus.export(api.MANAGER_PATH, ManagerInterface(bus, manager))
+    try:
+        reply = await bus.request_name(api.BUS_NAME, NameFlag.DO_NOT_QUEUE)
+    except DBusError as e:
+        raise BootTorrentError(
+            f"not allowed to own {api.BUS_NAME} ({e.text}); run boottorrentd as root: the bus "
+            "policy /usr/share/dbus-1/system.d/org.boottorrent1.conf allows only root"
+        ) from e
+    if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+        raise BootTorrentError(
+            f"{api.BUS_NAME} is already owned by another process (is boottorrentd already "
+            "running? 'systemctl status boottorrentd'); stop it first"
+        )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
+    status = f"Idle; {len(manager.library.entries)} OS(es) in the library"
+    log.info("ready on %s (%s, version %s); %s", api.BUS_NAME, BACKEND, __version__, status)
+    notify("READY=1", f"STATUS={status}")
+
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopped, disconnected], return_when=asyncio.FIRST_COMPLETED)
+    if disconnected.done():
+        log.error("lost the connection to the system bus; exiting")
+        return 1
+    notify("STOPPING=1", "STATUS=Shutting down")
+    log.info("shutting down")
+    bus.disconnect()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.print_default_config:
+        sys.stdout.write(default_config_text())
+        return 0
+    setup_logging(args.verbose)
+    try:
+        return asyncio.run(serve(args))
+    except BootTorrentError as e:
+        log.error("%s", e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The OS library: <state>/oss/<name>/ folders and <state>/torrents/<name>.torrent.
+
+An entry exists once its torrent file exists: the torrent is renamed into place last,
+so a crash at any earlier point leaves only temporary files (removed at the next load)
+or a folder without a torrent (removed too), never a half entry that looks whole.
+"""
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
+from .osspec import OSSpec, load_os_config, parse_os_config, render_os_config
+from .torrent import TorrentInfo, make_torrent, read_torrent, scan_payload
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_TMP_PREFIX = ".tmp-"
+
+# progress(name, phase, done_bytes, total_bytes); phase is "copying" or "hashing".
+Progress = Callable[[str, str, int, int], None]
+
+
+@dataclass(frozen=True)
+class OSEntry:
+    name: str
+    path: Path
+    linked: bool
+    spec: OSSpec
+    torrent_path: Path
+    torrent: TorrentInfo
+
+    @property
+    def size_bytes(self) -> int:
+        return self.torrent.total_size
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid OS name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_' and '-', "
+            "starting with a letter or digit (e.g. debian12)"
+        )
+
+
+class Library:
+    def __init__(self, state_dir: Path) -> None:
+        self.oss_dir = state_dir / "oss"
+        self.torrents_dir = state_dir / "torrents"
+        self.entries: dict[str, OSEntry] = {}
+        self._busy: set[str] = set()
+
+    def torrent_path(self, name: str) -> Path:
+        return self.torrents_dir / f"{name}.torrent"
+
+    def load(self) -> None:
+        """Read the library from disk, clearing what an interrupted add or remove left."""
+        self.oss_dir.mkdir(parents=True, exist_ok=True)
+        self.torrents_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in [*self.oss_dir.glob(_TMP_PREFIX + "*"),
+                         *self.torrents_dir.glob(_TMP_PREFIX + "*")]:
+            log.info("removing %s, left by an interrupted change", leftover)
+            _remove_path(leftover)
+        for torrent in self.torrents_dir.glob("*.torrent"):
+            if not (self.oss_dir / torrent.stem).exists():
+                log.warning("removing %s: its OS folder is gone", torrent)
+                torrent.unlink()
+        self.entries = {}
+        for folder in sorted(self.oss_dir.iterdir()):
+            name = folder.name
+            if not self.torrent_path(name).exists():
+                log.warning("removing %s: it has no torrent (an add was interrupted)", folder)
+                _remove_path(folder)
+                continue
+            try:
+                self.entries[name] = self._read_entry(name)
+            except (ConfigError, InvalidArgument, ValueError, OSError) as e:
+                log.error("OS %s is not served: %s; fix it, or remove it with "
+                          "'boottorrentctl remove-os %s'", name, e, name,
+                          extra={"BOOTTORRENT_OS": name})
+
+    def _read_entry(self, name: str) -> OSEntry:
+        folder = self.oss_dir / name
+        torrent_path = self.torrent_path(name)
+        return OSEntry(
+            name=name,
+            path=folder.resolve(),
+            linked=folder.is_symlink(),
+            spec=load_os_config(folder, default_dispname=name),
+            torrent_path=torrent_path,
+            torrent=read_torrent(torrent_path.read_bytes()),
+        )
+
+    def get(self, name: str) -> OSEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise NotFound(
+                f"no OS named {name!r} in the library; 'boottorrentctl list-os' lists them"
+            ) from None
+
+    async def add(
+        self,
+        name: str,
+        source: Path,
+        *,
+        link: bool = False,
+        config_values: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> OSEntry:
+        check_name(name)
+        if not source.is_absolute():
+            raise InvalidArgument(f"source folder {str(source)!r} must be an absolute path")
+        if name in self.entries or (self.oss_dir / name).exists():
+            raise Exists(f"an OS named {name!r} is already in the library; remove it first "
+                         f"with 'boottorrentctl remove-os {name}' or pick another name")
+        if name in self._busy:
+            raise Busy(f"OS {name!r} is being added or removed right now; try again when done")
+        self._busy.add(name)
+        try:
+            entry = await asyncio.to_thread(
+                self._add_blocking, name, source, link, config_values, progress
+            )
+        finally:
+            self._busy.discard(name)
+        self.entries[name] = entry
+        return entry
+
+    def _add_blocking(
+        self,
+        name: str,
+        source: Path,
+        link: bool,
+        config_values: dict[str, str] | None,
+        progress: Progress | None,
+    ) -> OSEntry:
+        report = progress or (lambda *_: None)
+        if not source.is_dir():
+            raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
+                                  "folder; give the folder that holds the OS's files")
+        config_text, spec = _describe(name, source, config_values)
+        for other in self.entries.values():
+            if other.spec.dispname == spec.dispname:
+                raise Exists(f"OS {other.name!r} already shows as {spec.dispname!r} in the "
+                             "menu; give this one another dispname")
+        # Refuse symlinks and empty folders before anything is copied.
+        total = sum(f.length for f in scan_payload(source))
+
+        staged = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=self.oss_dir))
+        staged_torrent = self.torrents_dir / f"{_TMP_PREFIX}{name}.torrent"
+        try:
+            if link:
+                staged.rmdir()
+                if config_text is not None:
+                    write_atomic(source / "config.yaml", config_text)
+                staged.symlink_to(source)
+            else:
+                _copy_tree(source, staged, lambda done: report(name, "copying", done, total))
+                if config_text is not None:
+                    write_atomic(staged / "config.yaml", config_text)
+            torrent, info = make_torrent(
+                staged, name, progress=lambda done, tot: report(name, "hashing", done, tot)
+            )
+            write_atomic(staged_torrent, torrent)
+            staged.rename(self.oss_dir / name)
+            # The commit point: from here on the entry is whole.
+            staged_torrent.rename(self.torrent_path(name))
+            _fsync_dir(self.torrents_dir)
+        except BaseException:
+            _remove_path(staged)
+            staged_torrent.unlink(missing_ok=True)
+            raise
+        return OSEntry(
+            name=name,
+            path=(self.oss_dir / name).resolve(),
+            linked=link,
+            spec=spec,
+            torrent_path=self.torrent_path(name),
+            torrent=info,
+        )
+
+    async def remove(self, name: str) -> None:
+        check_name(name)
+        folder = self.oss_dir / name
+        if name not in self.entries and not folder.exists() and not folder.is_symlink():
+            self.get(name)  # raises NotFound with the usual message
+        if name in self._busy:
+            raise Busy(f"OS {name!r} is being added or removed right now; try again when done")
+        self._busy.add(name)
+        try:
+            # Torrent first: without it the folder is a leftover that load() clears.
+            self.torrent_path(name).unlink(missing_ok=True)
+            self.entries.pop(name, None)
+            await asyncio.to_thread(_remove_path, folder)
+        finally:
+            self._busy.discard(name)
+
+
+def _describe(
+    name: str, source: Path, config_values: dict[str, str] | None
+) -> tuple[str | None, OSSpec]:
+    """The OS's spec, and the config.yaml text to write (None: the folder's own is used)."""
+    has_config = (source / "config.yaml").exists()
+    if not config_values:
+        if not has_config:
+            raise InvalidArgument(
+                f"{source} has no config.yaml: add one (see 'boottorrentctl add-os --help'), "
+                "or describe the OS with --method and its options"
+            )
+        return None, load_os_config(source, default_dispname=name)
+    if has_config:
+        raise InvalidArgument(
+            f"{source}/config.yaml already describes this OS; drop the --method/--kernel/... "
+            "options, or remove that file to describe the OS with them"
+        )
+    text = render_os_config({"dispname": name, **config_values})
+    return text, parse_os_config(yaml.safe_load(text), source, default_dispname=name)
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+    raw = data.encode() if isinstance(data, str) else data
+    with open(tmp, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.rename(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_tree(source: Path, dest: Path, progress: Callable[[int], object]) -> None:
+    done = 0
+    chunk = 4 << 20
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(source)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for fname in sorted(filenames):
+            src, dst = Path(dirpath) / fname, dest / rel / fname
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                while block := fin.read(chunk):
+                    fout.write(block)
+                    done += len(block)
+                    progress(done)
+                fout.flush()
+                os.fsync(fout.fileno())
+            shutil.copymode(src, dst)

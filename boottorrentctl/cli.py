@@ -1,0 +1,262 @@
+"""boottorrentctl: drive boottorrentd over D-Bus (a thin client: the daemon owns state)."""
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from boottorrentd import api
+from boottorrentd.config import default_config_text
+from boottorrentd.dbus import Variant
+from boottorrentd.osspec import METHODS, method_keys
+
+from .bus import Client, CtlError
+from .progress import ProgressBar
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def _os_record(props: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": props["Name"],
+        "display_name": props["DisplayName"],
+        "method": props["Method"],
+        "size_bytes": props["SizeBytes"],
+        "infohash": props["InfoHash"],
+        "torrent": props["TorrentPath"],
+        "path": props["Path"],
+        "linked": props["Linked"],
+        "files": props["FileCount"],
+        "piece_length": props["PieceLength"],
+        "fields": props["Fields"],
+    }
+
+
+async def _os_records(client: Client) -> list[dict[str, Any]]:
+    objects = await client.managed_objects()
+    records = [_os_record(ifaces[api.OS_IFACE]) for path, ifaces in objects.items()
+               if api.OS_IFACE in ifaces]
+    return sorted(records, key=lambda r: r["name"])
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+async def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    props = await client.properties(api.MANAGER_PATH, api.MANAGER_IFACE)
+    oss = await _os_records(client)
+    status = {
+        "version": props["Version"],
+        "state": props["State"],
+        "config_file": props["ConfigFile"],
+        "state_directory": props["StateDirectory"],
+        "runtime_directory": props["RuntimeDirectory"],
+        "os_count": len(oss),
+        "library_bytes": sum(o["size_bytes"] for o in oss),
+    }
+    if args.json:
+        _print_json(status)
+        return 0
+    print(f"boottorrentd {status['version']}: {status['state']}")
+    print(f"  config:  {status['config_file']}")
+    print(f"  library: {status['state_directory']}  "
+          f"({len(oss)} OS, {human_size(status['library_bytes'])})")
+    return 0
+
+
+async def cmd_list_os(client: Client, args: argparse.Namespace) -> int:
+    oss = await _os_records(client)
+    if args.json:
+        _print_json(oss)
+        return 0
+    if not oss:
+        print("The library is empty; add an OS with 'boottorrentctl add-os NAME DIR'.")
+        return 0
+    rows = [("NAME", "DISPLAY NAME", "METHOD", "SIZE", "INFOHASH")]
+    rows += [(o["name"], o["display_name"], o["method"], human_size(o["size_bytes"]),
+              o["infohash"]) for o in oss]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
+    (path,) = await client.call("GetOS", "s", [args.name])
+    record = _os_record(await client.properties(path, api.OS_IFACE))
+    if args.json:
+        _print_json(record)
+        return 0
+    print(f"{record['name']} ({record['display_name']})")
+    print(f"  method:   {record['method']}")
+    for key, value in sorted(record["fields"].items()):
+        print(f"  {key + ':':<9} {value}")
+    print(f"  size:     {human_size(record['size_bytes'])} in {record['files']} files")
+    print(f"  folder:   {record['path']}{' (linked)' if record['linked'] else ''}")
+    print(f"  torrent:  {record['torrent']}")
+    print(f"  infohash: {record['infohash']}")
+    return 0
+
+
+async def _with_progress(client: Client, coro_factory) -> Any:
+    """Run a long call while drawing the daemon's OSProgress signals as a bar."""
+    bar = ProgressBar(sys.stderr)
+    await client.subscribe("OSProgress", lambda body: bar.update(*body))
+    try:
+        return await coro_factory()
+    finally:
+        bar.close()
+
+
+async def cmd_add_os(client: Client, args: argparse.Namespace) -> int:
+    source = Path(args.dir).resolve()
+    options: dict[str, Variant] = {}
+    if args.link:
+        options["link"] = Variant("b", True)
+    values = {key: getattr(args, key) for key in _config_keys()
+              if getattr(args, key, None) is not None}
+    if values:
+        if "method" not in values:
+            raise CtlError("--dispname/--kernel/... describe a new config.yaml and need "
+                           "--method too (e.g. --method kexec)")
+        options["config"] = Variant("a{ss}", values)
+    (path,) = await _with_progress(
+        client, lambda: client.call("AddOS", "ssa{sv}", [args.name, str(source), options]))
+    props = await client.properties(path, api.OS_IFACE)
+    print(f"Added {props['Name']} ({props['DisplayName']}): {human_size(props['SizeBytes'])}, "
+          f"infohash {props['InfoHash']}, torrent {props['TorrentPath']}")
+    return 0
+
+
+async def cmd_remove_os(client: Client, args: argparse.Namespace) -> int:
+    await client.call("RemoveOS", "s", [args.name])
+    print(f"Removed {args.name}.")
+    return 0
+
+
+async def cmd_import(client: Client, args: argparse.Namespace) -> int:
+    project = Path(args.dir).resolve()
+    (paths,) = await _with_progress(
+        client, lambda: client.call("ImportProject", "sa{sv}", [str(project), {}]))
+    names = [api.unescape_path_component(p.rsplit("/", 1)[1]) for p in paths]
+    print(f"Imported {project}: configuration, and {len(names)} OS"
+          + (f" ({', '.join(names)})" if names else ""))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    project = Path(args.dir)
+    config = project / "Boottorrent.yaml"
+    if config.exists():
+        raise CtlError(f"{config} already exists: {project} is a project already; "
+                       "edit it, or choose another folder")
+    (project / "oss").mkdir(parents=True, exist_ok=True)
+    config.write_text(default_config_text())
+    print(f"Created {config} and {project / 'oss'}/. Edit Boottorrent.yaml for your network, "
+          "put each OS in oss/<name>/ with a config.yaml, then run "
+          f"'boottorrentctl import {project}'.")
+    return 0
+
+
+def _config_keys() -> list[str]:
+    keys = ["dispname", "method"]
+    for m in METHODS:
+        keys += [k for k in method_keys(m) if k not in keys]
+    return keys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="boottorrentctl",
+        description="Control boottorrentd, the BootTorrent daemon, over D-Bus: manage the "
+        "library of operating systems that lab machines boot over BitTorrent.",
+        epilog="Changing commands need root (or the polkit action org.boottorrent1.manage). "
+        "Exit status: 0 success, 1 failure (the reason is printed), 2 usage error.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("status", help="show the daemon's state and library summary")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("list-os", help="list the OSes in the library")
+    s.add_argument("--json", action="store_true", help="print a JSON list")
+
+    s = sub.add_parser("show-os", help="show one OS")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser(
+        "add-os", help="add an OS folder to the library (copies it, hashes it, makes its torrent)",
+        description="Add the OS in folder DIR to the library as NAME. The folder holds the OS's "
+        "files and a config.yaml saying how to boot it; when it has none, describe it with "
+        "--method and that method's options and one is written.",
+        epilog="Methods and their keys: " + "; ".join(
+            f"{m}: {', '.join(method_keys(m)) or '-'}" for m in METHODS),
+    )
+    s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
+    s.add_argument("dir", help="folder with the OS's files")
+    s.add_argument("--link", action="store_true",
+                   help="use the folder in place instead of copying it into the library")
+    s.add_argument("--dispname", help="menu label (default: NAME)")
+    s.add_argument("--method", choices=METHODS, help="how the client starts the OS")
+    seen = {"dispname", "method"}
+    for m in METHODS:
+        for key, doc in method_keys(m).items():
+            if key not in seen:
+                seen.add(key)
+                s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
+
+    s = sub.add_parser("remove-os", help="remove an OS and its torrent from the library")
+    s.add_argument("name")
+
+    s = sub.add_parser("init", help="create a seed-style project folder (Boottorrent.yaml, oss/)")
+    s.add_argument("dir")
+
+    s = sub.add_parser("import", help="load a project folder's config and OSes into the daemon")
+    s.add_argument("dir")
+    return p
+
+
+COMMANDS = {
+    "status": cmd_status,
+    "list-os": cmd_list_os,
+    "show-os": cmd_show_os,
+    "add-os": cmd_add_os,
+    "remove-os": cmd_remove_os,
+    "import": cmd_import,
+}
+
+
+async def _run(args: argparse.Namespace) -> int:
+    client = await Client.connect()
+    try:
+        return await COMMANDS[args.command](client, args)
+    finally:
+        client.bus.disconnect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "init":
+            return cmd_init(args)
+        return asyncio.run(_run(args))
+    except CtlError as e:
+        print(f"boottorrentctl: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+# BootTorrent: `make demo` runs the main job, `make test` runs every test.
+# Both start with `make deps`, which sets up a fresh Debian 12/13 machine (run as root).
+
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+VENV := .venv
+# Everything the daemon, its children and the tests use, from Debian's archive.
+APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
+	dbus systemd util-linux iproute2 transmission-cli
+
+.PHONY: deps apt venv test unit integration demo lint clean
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing from Debian: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+test: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest tests
+
+demo: deps
+	$(VENV)/bin/python -m boottorrentctl.demo
+
+lint: deps
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,102 @@
+"""Fixtures: a private D-Bus daemon configured like the system bus, and the real daemon."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from boottorrentctl.harness import DaemonProcess, PrivateBus
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+MINIMAL_CONFIG = "boottorrent:\n  version: 0\n"
+
+
+def world_readable_tmpdir(prefix: str) -> Path:
+    # pytest's tmp_path is 0700 under root; callers run as nobody must reach the socket.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class Bus:
+    address: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
+        env.pop("NOTIFY_SOCKET", None)
+        return env
+
+
+@pytest.fixture
+def system_bus() -> Iterator[Bus]:
+    with PrivateBus() as bus:
+        yield Bus(bus.address)
+
+
+class Daemon(DaemonProcess):
+    def __init__(self, bus: Bus, config: Path, state_dir: Path, runtime_dir: Path) -> None:
+        super().__init__(config, state_dir, runtime_dir)
+        self.bus = bus
+        # Runs the daemon through another command, e.g. nsenter into a mount namespace.
+        self.prefix: list[str] = []
+
+    def start(self, env: dict[str, str] | None = None) -> None:  # type: ignore[override]
+        super().start(env or self.bus.env, self.prefix)
+
+    def ctl(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(BIN / "boottorrentctl"), *args], env=self.bus.env,
+                                capture_output=True, text=True, timeout=300, **kw)
+        if check and result.returncode != 0:
+            raise AssertionError(f"boottorrentctl {' '.join(args)} failed "
+                                 f"({result.returncode}): {result.stderr}")
+        return result
+
+    def busctl(self, *args: str, user: str | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+        cmd = ["busctl", f"--address={self.bus.address}", *args]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed: {result.stderr}")
+        return result
+
+
+@pytest.fixture
+def daemon_dirs(system_bus: Bus) -> Iterator[Daemon]:
+    tmp = world_readable_tmpdir("bt-daemon-")
+    config = tmp / "boottorrent.yaml"
+    config.write_text(MINIMAL_CONFIG)
+    d = Daemon(system_bus, config, tmp / "state", tmp / "run")
+    yield d
+    if d.process is not None:
+        d.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(daemon_dirs: Daemon) -> Daemon:
+    daemon_dirs.start()
+    return daemon_dirs
+
+
+def make_os(folder: Path, *, kernel: bytes = b"kernel" * 1000, initrd: bytes = b"initrd" * 3000,
+            config: str | None = "dispname: Test OS\nmethod: kexec\nkernel: vmlinuz\n"
+            "initrd: initrd.img\ncmdline: quiet\n") -> Path:
+    """A small kexec OS folder, as a user would prepare one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vmlinuz").write_bytes(kernel)
+    (folder / "initrd.img").write_bytes(initrd)
+    if config is not None:
+        (folder / "config.yaml").write_text(config)
+    return folder

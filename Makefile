@@ -6,7 +6,9 @@ PYTHON := /usr/bin/python3
 VENV := .venv
 # Everything the daemon, its children and the tests use, from Debian's archive.
 APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
-	dbus systemd util-linux iproute2 transmission-cli
+	python3-aiohttp python3-pyroute2 dbus systemd util-linux iproute2 curl \
+	dnsmasq-base transmission-daemon transmission-cli opentracker aria2 ipxe \
+	busybox-static udhcpc
 
 .PHONY: deps apt venv test unit integration demo lint clean
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from boottorrentctl.harness import DaemonProcess, PrivateBus
+from tests.netns import Lan
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -100,3 +101,10 @@ def make_os(folder: Path, *, kernel: bytes = b"kernel" * 1000, initrd: bytes = b
     if config is not None:
         (folder / "config.yaml").write_text(config)
     return folder
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    net = Lan()
+    yield net
+    net.close()

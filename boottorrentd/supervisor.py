@@ -1,7 +1,32 @@
-"""Supervised children (dnsmasq, transmission-daemon, the tracker)."""
+"""Supervised children (dnsmasq, transmission-daemon, the tracker).
 
+Each child runs in the foreground; its output goes to the journal under its own
+identifier (boottorrentd-<name>, field BOOTTORRENT_CHILD=<name>). A child that exits is
+restarted with exponential backoff: the first retry comes within a second, the delay
+doubles up to a cap, and resets once the child has run healthily for a minute.
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 30.0
+HEALTHY_AFTER_S = 60.0
+STOP_GRACE_S = 5.0
+READY_TIMEOUT_S = 30.0
+
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -14,3 +39,168 @@ class ChildSpec:
     env: dict[str, str] | None = None
     ready: Callable[[], Awaitable[None]] | None = None
     started: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start
+    restarts: int = 0
+    state: str = "starting"  # starting, running, backoff, stopped
+    last_exit: str = ""
+    task: asyncio.Task | None = field(default=None, repr=False)
+    pump: asyncio.Task | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process and self.process.returncode is None else 0
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at if self.pid else 0.0
+
+
+def _die_with_parent() -> None:
+    # Outside systemd nothing kills the children if the daemon is killed with SIGKILL;
+    # the pidfile sweep at the next start catches the ones that dropped privileges
+    # (a credential change clears this flag).
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, pidfile: Path, on_change: Callable[[], None]) -> None:
+        self.pidfile = pidfile
+        self.on_change = on_change
+        self.children: dict[str, Child] = {}
+        self._stopping = False
+
+    @property
+    def degraded(self) -> bool:
+        return any(c.state != "running" for c in self.children.values())
+
+    def kill_leftovers(self) -> None:
+        """Kill children a previous, killed daemon left behind (by recorded PID)."""
+        try:
+            recorded = json.loads(self.pidfile.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        for name, entry in recorded.items():
+            pid, argv0 = entry["pid"], entry["argv0"]
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            # A recycled PID belongs to someone else: only kill our own program.
+            if cmdline == argv0:
+                log.warning("killing %s (pid %d) left by a previous boottorrentd", name, pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+
+    def _record_pids(self) -> None:
+        data = {n: {"pid": c.pid, "argv0": c.spec.argv[0]}
+                for n, c in self.children.items() if c.pid}
+        tmp = self.pidfile.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.rename(self.pidfile)
+
+    async def start(self, spec: ChildSpec) -> Child:
+        """Start a child and wait until it is ready; raise if it is not."""
+        child = Child(spec)
+        self.children[spec.name] = child
+        await self._spawn(child)
+        child.task = asyncio.create_task(self._watch(child), name=f"supervise-{spec.name}")
+        return child
+
+    async def _spawn(self, child: Child) -> None:
+        spec = child.spec
+        child.state = "starting"
+        child.process = await asyncio.create_subprocess_exec(
+            *spec.argv,
+            env=spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        child.started_at = time.monotonic()
+        self._record_pids()
+        child.pump = asyncio.create_task(self._pump(child.spec.name, child.process.stdout))
+        log.info("started %s (pid %d): %s", spec.name, child.process.pid, " ".join(spec.argv),
+                 extra={"BOOTTORRENT_CHILD": spec.name})
+        try:
+            if spec.ready:
+                await asyncio.wait_for(spec.ready(), READY_TIMEOUT_S)
+            if spec.started:
+                await spec.started()
+        except Exception as e:
+            if child.process.returncode is None:
+                child.process.kill()
+                await child.process.wait()
+            raise RuntimeError(f"{spec.name} did not become ready: {e or type(e).__name__}") from e
+        child.state = "running"
+        self.on_change()
+
+    async def _pump(self, name: str, stream: asyncio.StreamReader | None) -> None:
+        child_log = logging.getLogger(f"boottorrentd.{name}")
+        fields = {"SYSLOG_IDENTIFIER": f"boottorrentd-{name}", "BOOTTORRENT_CHILD": name}
+        assert stream is not None
+        while line := await stream.readline():
+            child_log.info("%s", line.decode(errors="replace").rstrip(), extra=fields)
+
+    async def _watch(self, child: Child) -> None:
+        delay = FIRST_DELAY_S
+        while True:
+            assert child.process is not None
+            code = await child.process.wait()
+            if self._stopping:
+                return
+            ran_for = time.monotonic() - child.started_at
+            child.last_exit = f"exit code {code}" if code >= 0 else f"signal {-code}"
+            if ran_for >= HEALTHY_AFTER_S:
+                delay = FIRST_DELAY_S
+            child.state = "backoff"
+            self.on_change()
+            log.warning("%s exited (%s) after %.0f s; restarting in %.1f s", child.spec.name,
+                        child.last_exit, ran_for, delay,
+                        extra={"BOOTTORRENT_CHILD": child.spec.name})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_S)
+            child.restarts += 1
+            try:
+                await self._spawn(child)
+            except Exception as e:
+                log.error("%s", e, extra={"BOOTTORRENT_CHILD": child.spec.name})
+
+    def send_signal(self, name: str, sig: int) -> None:
+        child = self.children.get(name)
+        if child and child.pid:
+            child.process.send_signal(sig)
+
+    async def stop(self) -> None:
+        """Stop every child: SIGTERM, then SIGKILL after a grace period."""
+        self._stopping = True
+        for child in self.children.values():
+            if child.task:
+                child.task.cancel()
+        for child in reversed(list(self.children.values())):
+            proc = child.process
+            if proc is None or proc.returncode is not None:
+                continue
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                log.warning("%s ignored SIGTERM; killing it", child.spec.name)
+                proc.kill()
+                await proc.wait()
+            child.state = "stopped"
+        # Let the output pumps drain so the pipes close with the loop still running.
+        pumps = [c.pump for c in self.children.values() if c.pump]
+        if pumps:
+            await asyncio.wait(pumps, timeout=1)
+        self.children.clear()
+        self.pidfile.unlink(missing_ok=True)
+        self._stopping = False

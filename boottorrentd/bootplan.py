@@ -1,0 +1,283 @@
+"""What a machine boots: one pure decision, rendered for iPXE and for phase-1.
+
+`plan_boot` takes the client's MAC, the library, the assignments and the config and
+returns a `BootPlan`; nothing else decides which OS a machine gets. The iPXE scripts
+(`render_ipxe`, `render_chain`) and the phase-1 boot spec (`boot_json`) only render a plan
+or an entry, so protocols carry the decision without making it. No I/O here: the whole
+module is tested without sockets or files.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import Config
+from .library import OSEntry
+
+KINDS = ("menu", "direct", "none")
+
+# Seconds a failure message stays on the client's screen before the script moves on.
+MESSAGE_PAUSE = 10
+# Longer when phase-1 is not built: the admin needs time to read how to build it, and
+# the firmware retrying sooner would only print the same message again.
+NOT_BUILT_PAUSE = 30
+
+_MAC_RE = re.compile(r"([0-9a-f]{2})([:-]?)([0-9a-f]{2})((?:\2[0-9a-f]{2}){4})", re.IGNORECASE)
+
+# iPXE expands ${...} anywhere in a line, splits words on whitespace, treats a word that
+# starts with '#' as a comment, '&&', '||' and ';' as command separators, and newer
+# versions give quotes and backslashes meaning. Display text keeps only characters with
+# none of those roles; iPXE consoles are not UTF-8 either, so accents are folded to ASCII.
+_UNSAFE_TEXT = re.compile(r"[^A-Za-z0-9 _.,:!?()\[\]+=@%*~<>/^-]")
+
+# Internal script labels start with '_', which library names (NAME_RE) never do, so the
+# OS names can be used as menu item names and labels without colliding with them.
+_FAILED = "_bt_failed"
+_CANCEL = "_bt_cancel"
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    name: str
+    label: str
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """What one machine boots.
+
+    kind "menu": `items` in order, `default` preselected (booted after `timeout` seconds
+    when it is positive; a negative timeout waits forever). kind "direct": `os` at once;
+    `items` holds just that OS, for its label.
+    kind "none": nothing to boot; `reason` says why. `reason` always explains the choice.
+    """
+
+    mac: str
+    kind: str
+    items: tuple[MenuItem, ...]
+    default: str | None
+    timeout: int
+    os: str | None
+    reason: str
+
+
+def normalize_mac(text: str) -> str:
+    """aa:bb:cc:dd:ee:ff from any of aa:bb:.., AA-BB-.., aabbccddeeff; ValueError otherwise."""
+    match = _MAC_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a MAC address; write it as six two-digit hex numbers, "
+            "e.g. 52:54:00:12:34:56"
+        )
+    digits = re.sub(r"[:-]", "", text).lower()
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def plan_boot(
+    mac: str,
+    oss: Mapping[str, str],
+    assignments: Mapping[str, str],
+    cfg: Config,
+) -> BootPlan:
+    """The boot plan of the machine `mac`.
+
+    `oss` maps the library's OS names to their dispnames, in library order; `assignments`
+    maps MACs (in normalize_mac form) to OS names. Raises ValueError for a bad MAC.
+    """
+    mac = normalize_mac(mac)
+    boot = cfg.boottorrent
+    notes: list[str] = []
+
+    assigned = assignments.get(mac)
+    if assigned is not None:
+        if assigned in oss:
+            return BootPlan(mac, "direct", (MenuItem(assigned, oss[assigned]),), assigned, 0,
+                            assigned, f"{mac} is assigned to {assigned}")
+        # A removed OS must not strand the machine: it gets the menu like any other.
+        notes.append(f"its assigned OS {assigned} is not in the library, so the menu applies")
+
+    if boot.display_oss is None:
+        shown = list(oss)
+    else:
+        shown = [name for name in boot.display_oss if name in oss]
+        missing = [name for name in boot.display_oss if name not in oss]
+        if missing and shown:
+            notes.append(f"display_oss names {', '.join(missing)}, not in the library")
+    items = tuple(MenuItem(name, oss[name]) for name in shown)
+
+    if not items:
+        if not oss:
+            why = "the OS library is empty; add an OS with `boottorrentctl add-os NAME DIR`"
+        else:
+            listed = ", ".join(boot.display_oss or ())
+            why = (f"none of display_oss ({listed or 'an empty list'}) is in the library; "
+                   "add them, or change boottorrent.display_oss")
+        return BootPlan(mac, "none", (), None, 0, None, _join([why, *notes]))
+
+    default = boot.default_os if boot.default_os in shown else None
+
+    if boot.timeout < 0:
+        # Nothing boots without a choice, so a missing default needs no fallback.
+        notes.insert(0, "the menu waits for a choice (timeout is negative)")
+        return BootPlan(mac, "menu", items, default, boot.timeout, None, _join(notes))
+
+    if default is None:
+        if boot.default_os is None:
+            why = "default_os is not set"
+        elif boot.default_os in oss:
+            why = f"default_os {boot.default_os} is not shown"
+        else:
+            why = f"default_os {boot.default_os} is not in the library"
+        default = shown[0]
+        notes.append(f"{why}, so the first shown OS, {default}, is the default")
+
+    if boot.timeout == 0:
+        notes.insert(0, f"timeout is 0: {default} boots at once")
+        direct = (MenuItem(default, oss[default]),)
+        return BootPlan(mac, "direct", direct, default, 0, default, _join(notes))
+    notes.insert(0, f"menu; {default} boots after {boot.timeout} s")
+    return BootPlan(mac, "menu", items, default, boot.timeout, None, _join(notes))
+
+
+def _join(notes: list[str]) -> str:
+    return "; ".join(notes)
+
+
+def ipxe_text(text: str) -> str:
+    """`text` made safe to stand as plain words in an iPXE script line."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    # Reasons join their parts with "; ", which must stay readable.
+    return " ".join(_UNSAFE_TEXT.sub(" ", folded.replace(";", ",")).split())
+
+
+def _cmdline_text(text: str) -> str:
+    # The admin's extra arguments may use iPXE settings such as ${net0/ip} on purpose, so
+    # only what could end the line (and with it inject commands) is removed.
+    return " ".join("".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text).split())
+
+
+def render_chain(server: str) -> str:
+    """/boot.ipxe: the same for every machine; it fetches the machine's own script."""
+    return (
+        "#!ipxe\n"
+        "# BootTorrent: fetch the boot script of this machine, by its MAC address.\n"
+        f"chain http://{server}/boot/${{net0/mac}}.ipxe\n"
+    )
+
+
+def render_ipxe(
+    plan: BootPlan, *, server: str, phase1_ready: bool, cmdline_extra: str = ""
+) -> str:
+    """The iPXE script that carries out `plan`.
+
+    `server` is "host:port" of the boot HTTP server as the clients reach it. When
+    `phase1_ready` is false no OS can boot, so the script only says how to fix that.
+    """
+    lines = ["#!ipxe", f"# BootTorrent boot script for {plan.mac}: {ipxe_text(plan.reason)}"]
+    if plan.kind == "none":
+        lines += [
+            f"echo BootTorrent: nothing to boot: {ipxe_text(plan.reason)}",
+            "echo Dropping to the iPXE shell.",
+            f"sleep {MESSAGE_PAUSE}",
+            "shell",
+        ]
+        return "\n".join(lines) + "\n"
+    if not phase1_ready:
+        lines += [
+            "echo BootTorrent: the phase-1 boot image is not built on the server yet.",
+            "echo Build it there with: boottorrentctl build-client",
+            f"echo This machine gives up in {NOT_BUILT_PAUSE} seconds: boot it again after that.",
+            f"sleep {NOT_BUILT_PAUSE}",
+            "exit",
+        ]
+        return "\n".join(lines) + "\n"
+
+    labels = {item.name: item.label for item in plan.items}
+    if plan.kind == "direct":
+        if plan.os is None:
+            raise ValueError("a direct boot plan needs an os")
+        targets = [plan.os]
+        labels.setdefault(plan.os, plan.os)
+    elif plan.kind == "menu":
+        lines.append("menu BootTorrent: choose an operating system")
+        for item in plan.items:
+            lines.append(f"item {item.name} {ipxe_text(item.label) or item.name}")
+        choose = ["choose"]
+        if plan.timeout > 0:
+            choose.append(f"--timeout {plan.timeout * 1000}")
+        if plan.default is not None:
+            choose.append(f"--default {plan.default}")
+        lines.append(" ".join(choose) + f" target && goto ${{target}} || goto {_CANCEL}")
+        targets = [item.name for item in plan.items]
+    else:
+        raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {KINDS}")
+
+    extra = _cmdline_text(cmdline_extra)
+    for name in targets:
+        label = ipxe_text(labels[name]) or name
+        cmdline = (
+            f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
+            "boottorrent.mac=${net0/mac}"
+        )
+        if extra:
+            cmdline += f" {extra}"
+        lines += [
+            f":{name}",
+            f"echo BootTorrent: starting {label} ({name})",
+            f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
+            f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
+            f"boot || goto {_FAILED}",
+        ]
+    if plan.kind == "menu":
+        lines += [
+            f":{_CANCEL}",
+            "echo BootTorrent: no OS chosen, dropping to the iPXE shell.",
+            "shell",
+            "exit",
+        ]
+    lines += [
+        f":{_FAILED}",
+        f"echo BootTorrent: could not start the phase-1 image from http://{server}/phase1/",
+        "echo Check that the boot server is running. This machine gives up in "
+        f"{MESSAGE_PAUSE} seconds.",
+        f"sleep {MESSAGE_PAUSE}",
+        "exit",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def boot_json(entry: OSEntry, cfg: Config, *, server: str) -> dict:
+    """What phase-1 needs to fetch, verify, seed and start `entry`.
+
+    The aria2 options are keyed by aria2c's own option names with string values, so the
+    busybox client turns each into `--name=value` without knowing what it means.
+    """
+    aria2 = cfg.aria2
+    return {
+        "name": entry.name,
+        "dispname": entry.spec.dispname,
+        "spec": entry.spec.boot_spec(),
+        "infohash": entry.torrent.infohash,
+        "size_bytes": entry.size_bytes,
+        "torrent_url": f"http://{server}/torrents/{entry.name}.torrent",
+        "seed_time": cfg.boottorrent.seed_time,
+        "aria2": {
+            "bt-enable-lpd": _flag(aria2.bt_enable_lpd),
+            "enable-peer-exchange": _flag(aria2.enable_peer_exchange),
+            "enable-dht": _flag(aria2.enable_dht),
+            "enable-dht6": _flag(aria2.enable_dht6),
+            "check-integrity": _flag(aria2.check_integrity),
+            "console-log-level": aria2.console_log_level,
+            "bt-tracker-interval": str(cfg.tracker.announce_interval),
+        },
+        # {mac} is filled in by the client: this document is the same for every machine.
+        "report_url": f"http://{server}/api/v1/clients/{{mac}}/events",
+        "report_interval": cfg.client.report_interval,
+    }

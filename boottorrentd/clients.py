@@ -1,0 +1,383 @@
+"""The client registry: every machine seen on the boot network, keyed by MAC.
+
+Three sources feed it: DHCP leases (`lease`), the boot HTTP server (`http_seen`) and the
+machines' own progress reports (`report`). Listeners learn about new machines through
+`on_new` and about changes through `on_change`, with the names of the changed fields, so
+the D-Bus layer can emit PropertiesChanged without diffing.
+
+Assignments (MAC -> OS) are the only state that outlives the daemon: they are kept in a
+small JSON file, written atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .bootplan import normalize_mac
+from .library import NAME_RE
+
+log = logging.getLogger(__name__)
+
+STAGES = ("dhcp", "menu", "phase1", "downloading", "seeding", "booting", "booted", "failed")
+# A lease after one of these starts a new boot; before them it is part of the current one
+# (phase-1 and the booted OS do DHCP too).
+FINISHED = ("booted", "failed")
+LEASE_ACTIONS = ("add", "old", "del")
+
+MAX_ERROR = 500
+# Counters go out over D-Bus as 64-bit integers.
+MAX_COUNT = 2**63 - 1
+
+STATE_VERSION = 1
+
+_INT_KEYS = ("downloaded_bytes", "uploaded_bytes", "down_rate", "up_rate", "peers")
+REPORT_KEYS = ("stage", "progress", *_INT_KEYS, "os", "error")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Fields of one boot attempt: cleared when the machine starts booting again, so that the
+# last attempt's 100 % or error does not show on the new one.
+_PER_BOOT = {
+    "os": "",
+    "progress": 0.0,
+    "downloaded_bytes": 0,
+    "uploaded_bytes": 0,
+    "down_rate": 0,
+    "up_rate": 0,
+    "peers": 0,
+    "error": "",
+}
+
+
+@dataclass
+class Client:
+    mac: str
+    ip: str = ""
+    hostname: str = ""
+    os: str = ""
+    stage: str = ""
+    progress: float = 0.0
+    downloaded_bytes: int = 0
+    uploaded_bytes: int = 0
+    down_rate: int = 0
+    up_rate: int = 0
+    peers: int = 0
+    last_seen: float = 0.0
+    error: str = ""
+    assigned_os: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ChangeListener = Callable[[Client, set[str]], None]
+NewListener = Callable[[Client], None]
+
+
+class Registry:
+    """Clients by MAC (normalize_mac form), and the persistent MAC -> OS assignments.
+
+    All methods are synchronous and meant for the event loop's thread. Saving the
+    assignments runs in a worker thread when a loop is running (the fsync may take a
+    while); `flush()` waits for it.
+    """
+
+    def __init__(self, state_file: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.state_file = Path(state_file)
+        self.clients: dict[str, Client] = {}
+        self.on_change: list[ChangeListener] = []
+        self.on_new: list[NewListener] = []
+        self._clock = clock
+        self._assignments: dict[str, str] = self._load()
+        self._write_lock = threading.Lock()
+        self._version = 0
+        self._written = 0
+        self._pending: set[asyncio.Future] = set()
+
+    # --- queries -------------------------------------------------------------------------
+
+    @property
+    def assignments(self) -> dict[str, str]:
+        return dict(self._assignments)
+
+    def get(self, mac: str) -> Client | None:
+        return self.clients.get(normalize_mac(mac))
+
+    def mac_for_ip(self, ip: str) -> str | None:
+        """The MAC of the machine last seen at `ip`, if any."""
+        if not ip:
+            return None
+        found = [c for c in self.clients.values() if c.ip == ip]
+        if not found:
+            return None
+        return max(found, key=lambda c: c.last_seen).mac
+
+    # --- events --------------------------------------------------------------------------
+
+    def lease(
+        self, action: str, mac: str, ip: str, hostname: str | None, *, pxe: bool | None = None
+    ) -> None:
+        """A DHCP lease event (dnsmasq's add, old, del).
+
+        add/old: records the address; a machine not yet booting, or done with its last
+        boot, is at stage "dhcp". A lease in the middle of a boot (phase-1's own DHCP)
+        leaves the stage alone. `pxe` says whether the request came from a PXE/iPXE
+        firmware, when the caller knows: a booted OS renewing its lease (pxe False) then
+        does not look like a new boot. del: keeps the machine, forgets its address.
+        """
+        if action not in LEASE_ACTIONS:
+            raise ValueError(
+                f"unknown lease action {action!r}; expected one of {', '.join(LEASE_ACTIONS)}"
+            )
+        mac = normalize_mac(mac)
+        if action == "del":
+            client = self.clients.get(mac)
+            if client is not None and client.ip == ip:
+                # A del for an address the machine no longer has must not erase its new one.
+                self._apply(client, {"ip": ""}, new=False)
+            return
+        client, new = self._client(mac)
+        changes: dict[str, object] = {"last_seen": self._clock()}
+        if ip:
+            changes["ip"] = ip
+        if hostname:
+            changes["hostname"] = hostname
+        if client.stage in ("", "dhcp"):
+            changes["stage"] = "dhcp"
+        elif client.stage in FINISHED and pxe is not False:
+            changes.update(_PER_BOOT, stage="dhcp")
+        self._apply(client, changes, new=new)
+
+    def http_seen(self, mac: str, ip: str, stage: str) -> None:
+        """The boot server served the machine: its boot script ("menu") or the phase-1
+        kernel ("phase1")."""
+        if stage not in ("menu", "phase1"):
+            raise ValueError(f"http_seen takes stage 'menu' or 'phase1', not {stage!r}")
+        client, new = self._client(normalize_mac(mac))
+        changes: dict[str, object] = {"last_seen": self._clock(), "stage": stage}
+        if ip:
+            changes["ip"] = ip
+        if stage == "menu":
+            # iPXE fetches the boot script once per network boot: a new attempt.
+            changes.update(_PER_BOOT)
+        self._apply(client, changes, new=new)
+
+    def report(self, mac: str, payload: object, *, ip: str = "") -> Client:
+        """Apply a progress report from the machine `mac`; its updated Client.
+
+        ValueError (naming the field) if the MAC or the report is invalid; nothing is
+        changed then.
+        """
+        mac = normalize_mac(mac)
+        changes = validate_report(payload)
+        changes["last_seen"] = self._clock()
+        if ip:
+            changes["ip"] = ip
+        client, new = self._client(mac)
+        self._apply(client, changes, new=new)
+        return client
+
+    # --- assignments ---------------------------------------------------------------------
+
+    def assign(self, mac: str, os: str) -> None:
+        """Boot the machine `mac` straight into `os` from now on (saved across restarts)."""
+        mac = normalize_mac(mac)
+        if not isinstance(os, str) or not NAME_RE.fullmatch(os):
+            raise ValueError(f"{os!r} is not an OS name (a-z, 0-9, '.', '_', '-'; e.g. debian12)")
+        if self._assignments.get(mac) == os:
+            return
+        self._assignments[mac] = os
+        self._save()
+        if mac in self.clients:
+            self._apply(self.clients[mac], {"assigned_os": os}, new=False)
+
+    def unassign(self, mac: str) -> None:
+        """Give the machine `mac` the menu again; nothing happens if it had no assignment."""
+        mac = normalize_mac(mac)
+        if self._assignments.pop(mac, None) is None:
+            return
+        self._save()
+        if mac in self.clients:
+            self._apply(self.clients[mac], {"assigned_os": ""}, new=False)
+
+    async def flush(self) -> None:
+        """Wait until the assignments are on disk; OSError if the last save failed."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._written < self._version:
+            raise OSError(f"could not save the client assignments to {self.state_file}; "
+                          "the log says why")
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _client(self, mac: str) -> tuple[Client, bool]:
+        client = self.clients.get(mac)
+        if client is not None:
+            return client, False
+        return Client(mac, assigned_os=self._assignments.get(mac, "")), True
+
+    def _apply(self, client: Client, changes: dict[str, object], *, new: bool) -> None:
+        changed = set()
+        for name, value in changes.items():
+            if getattr(client, name) != value:
+                setattr(client, name, value)
+                changed.add(name)
+        if new:
+            self.clients[client.mac] = client
+            for listener in list(self.on_new):
+                _call(listener, client)
+        elif changed - {"last_seen"}:
+            # last_seen moves with every report; alone it is not news to anyone.
+            for listener in list(self.on_change):
+                _call(listener, client, changed)
+
+    def _load(self) -> dict[str, str]:
+        try:
+            text = self.state_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            data = json.loads(text)
+            raw = data["assignments"]
+            if not isinstance(raw, dict):
+                raise TypeError("assignments is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            bad = self.state_file.with_name(self.state_file.name + ".bad")
+            # Kept aside rather than overwritten by the next assignment, so that an admin
+            # can still recover it by hand.
+            self.state_file.replace(bad)
+            log.error("%s is unreadable (%s); moved it to %s and started with no assignments",
+                      self.state_file, exc, bad)
+            return {}
+        assignments = {}
+        for mac, name in raw.items():
+            try:
+                mac = normalize_mac(mac)
+            except ValueError:
+                log.warning("%s: ignoring the assignment of %r: not a MAC address",
+                            self.state_file, mac)
+                continue
+            if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+                log.warning("%s: ignoring the assignment of %s to %r: not an OS name",
+                            self.state_file, mac, name)
+                continue
+            assignments[mac] = name
+        return assignments
+
+    def _save(self) -> None:
+        self._version += 1
+        snapshot = (self._version, dict(self._assignments))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(snapshot)
+            return
+        future = loop.run_in_executor(None, self._write, snapshot)
+        self._pending.add(future)
+        future.add_done_callback(self._saved)
+
+    def _saved(self, future: asyncio.Future) -> None:
+        self._pending.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("could not save the client assignments to %s: %s",
+                      self.state_file, future.exception())
+
+    def _write(self, snapshot: tuple[int, dict[str, str]]) -> None:
+        version, assignments = snapshot
+        with self._write_lock:
+            # Saves may finish out of order; an older snapshot must not replace a newer one.
+            if version <= self._written:
+                return
+            data = {"version": STATE_VERSION, "assignments": dict(sorted(assignments.items()))}
+            path = self.state_file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(data, f, indent=2)
+                    f.write("\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                tmp.replace(path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._written = version
+
+
+def _call(listener: Callable[..., None], *args: object) -> None:
+    # One broken listener must not lose the update for the others, nor fail the request
+    # that brought it.
+    try:
+        listener(*args)
+    except Exception:
+        log.exception("client listener %r failed", listener)
+
+
+def validate_report(payload: object) -> dict[str, object]:
+    """The Client fields a progress report sets; ValueError naming the bad field."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"a report is a JSON object, got {_kind(payload)}")
+    unknown = sorted(str(key) for key in payload if key not in REPORT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}; a report may hold "
+                         f"{', '.join(REPORT_KEYS)}")
+    changes: dict[str, object] = {}
+    if "stage" in payload:
+        stage = payload["stage"]
+        if not isinstance(stage, str) or stage not in STAGES:
+            raise ValueError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
+        changes["stage"] = stage
+    if "progress" in payload:
+        progress = payload["progress"]
+        if (isinstance(progress, bool) or not isinstance(progress, int | float)
+                or not math.isfinite(progress) or not 0 <= progress <= 1):
+            raise ValueError(f"progress: expected a number from 0 to 1, got {progress!r}")
+        changes["progress"] = float(progress)
+    for key in _INT_KEYS:
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value <= MAX_COUNT
+            ):
+                raise ValueError(f"{key}: expected a whole number >= 0, got {value!r}")
+            changes[key] = value
+    if "os" in payload:
+        name = payload["os"]
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise ValueError(f"os: {name!r} is not an OS name (a-z, 0-9, '.', '_', '-')")
+        changes["os"] = name
+    if "error" in payload:
+        error = payload["error"]
+        if not isinstance(error, str):
+            raise ValueError(f"error: expected a string, got {_kind(error)}")
+        if len(error) > MAX_ERROR:
+            raise ValueError(f"error: longer than {MAX_ERROR} characters ({len(error)})")
+        # Shown in terminals and the journal: no escape sequences or line breaks.
+        changes["error"] = " ".join(_CONTROL.sub(" ", error).split())
+    if changes.get("stage") == "failed" and not changes.get("error"):
+        raise ValueError("error: stage 'failed' needs an error saying what went wrong")
+    return changes
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+

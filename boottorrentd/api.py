@@ -5,6 +5,8 @@ MANAGER_PATH = "/org/boottorrent1"
 MANAGER_IFACE = "org.boottorrent1.Manager"
 OS_IFACE = "org.boottorrent1.OS"
 OS_PATH_PREFIX = "/org/boottorrent1/os/"
+CLIENT_IFACE = "org.boottorrent1.Client"
+CLIENT_PATH_PREFIX = "/org/boottorrent1/client/"
 POLKIT_ACTION_MANAGE = "org.boottorrent1.manage"
 
 ERROR_PREFIX = "org.boottorrent1.Error."
@@ -48,3 +50,7 @@ def unescape_path_component(element: str) -> str:
 
 def os_path(name: str) -> str:
     return OS_PATH_PREFIX + escape_path_component(name)
+
+
+def client_path(mac: str) -> str:
+    return CLIENT_PATH_PREFIX + mac.replace(":", "").lower()

@@ -101,19 +101,33 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
-    status = f"Idle; {len(manager.library.entries)} OS(es) in the library"
+    status = _status(manager)
     log.info("ready on %s (%s, version %s); %s", api.BUS_NAME, BACKEND, __version__, status)
     notify("READY=1", f"STATUS={status}")
 
+    restoring = asyncio.create_task(manager.restore_session())
+    manager.on_state_change.append(lambda: notify(f"STATUS={_status(manager)}"))
+
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([stopped, disconnected], return_when=asyncio.FIRST_COMPLETED)
+    notify("STOPPING=1", "STATUS=Shutting down")
+    log.info("shutting down")
+    await restoring
+    # Keep the session remembered: the next start of the daemon brings it back.
+    await manager.stop_session(forget=False)
     if disconnected.done():
         log.error("lost the connection to the system bus; exiting")
         return 1
-    notify("STOPPING=1", "STATUS=Shutting down")
-    log.info("shutting down")
     bus.disconnect()
     return 0
+
+
+def _status(manager: Manager) -> str:
+    if manager.state in ("running", "degraded"):
+        return (f"Session {manager.state} on {manager.config.dnsmasq.interface} "
+                f"({manager.config.boot_network}); {len(manager.library.entries)} OS(es)")
+    reason = f": {manager.state_reason}" if manager.state_reason else ""
+    return f"Session {manager.state}{reason}; {len(manager.library.entries)} OS(es)"
 
 
 def main(argv: list[str] | None = None) -> int:

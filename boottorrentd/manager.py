@@ -5,10 +5,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from .bootplan import normalize_mac
+from .clients import Registry
 from .config import Config, load_config
-from .errors import Exists, InvalidArgument
+from .errors import BootTorrentError, Exists, InvalidArgument
 from .library import Library, OSEntry, check_name, write_atomic
 from .osspec import load_os_config
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +22,89 @@ class Manager:
         self.config_path = config_path
         self.state_dir = state_dir
         self.runtime_dir = runtime_dir
-        # Sessions arrive with the boot network; until then the daemon only keeps the library.
-        self.state = "stopped"
         self.library = Library(state_dir)
+        self.registry = Registry(state_dir / "clients.json")
+        self.session: Session | None = None
+        self._state = "stopped"  # stopped, starting, stopping, failed; running is the session's
+        self.state_reason = ""
+        self._lifecycle = asyncio.Lock()
         self.on_os_added: list[Callable[[OSEntry], None]] = []
         self.on_os_removed: list[Callable[[str], None]] = []
         self.on_progress: list[Callable[[str, str, int, int], None]] = []
+        self.on_state_change: list[Callable[[], None]] = []
 
     def load(self) -> None:
         self.library.load()
+
+    # --- the boot session ----------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        if self._state == "running" and self.session is not None and self.session.degraded:
+            return "degraded"
+        return self._state
+
+    def _set_state(self, state: str, reason: str = "") -> None:
+        self._state, self.state_reason = state, reason
+        self._state_changed()
+
+    def _state_changed(self) -> None:
+        for cb in self.on_state_change:
+            cb()
+
+    async def start_session(self) -> None:
+        async with self._lifecycle:
+            if self.session is not None:
+                return  # already running: starting is idempotent, as with systemctl start
+            self._set_state("starting")
+            session = Session(self.config, self.library, self.registry, self.state_dir,
+                              self.runtime_dir, self._state_changed)
+            try:
+                await session.start()
+            except BootTorrentError as e:
+                self._set_state("failed", str(e))
+                raise
+            except Exception as e:
+                log.exception("the session failed to start")
+                self._set_state("failed", str(e))
+                raise BootTorrentError(f"the session failed to start: {e}") from e
+            self.session = session
+            self._set_state("running")
+
+    async def stop_session(self, *, forget: bool = True) -> None:
+        async with self._lifecycle:
+            session, self.session = self.session, None
+            if session is None:
+                if self._state == "failed":
+                    self._set_state("stopped")
+                return
+            self._set_state("stopping")
+            await session.stop(forget=forget)
+            self._set_state("stopped")
+
+    async def restore_session(self) -> None:
+        """Bring back a session that ran when the daemon last stopped or died."""
+        if not Session.remembered(self.state_dir).get("active"):
+            return
+        log.info("restoring the boot session that was running before the daemon restarted")
+        try:
+            await self.start_session()
+        except BootTorrentError as e:
+            log.error("could not restore the boot session: %s", e)
+
+    async def assign(self, mac: str, os_name: str) -> str:
+        mac = _mac(mac)
+        self.library.get(os_name)
+        self.registry.assign(mac, os_name)
+        await self.registry.flush()
+        log.info("client %s assigned to %s", mac, os_name, extra={"BOOTTORRENT_MAC": mac})
+        return mac
+
+    async def unassign(self, mac: str) -> str:
+        mac = _mac(mac)
+        self.registry.unassign(mac)
+        await self.registry.flush()
+        return mac
 
     def _progress_threadsafe(self) -> Callable[[str, str, int, int], None]:
         loop = asyncio.get_running_loop()
@@ -60,6 +137,8 @@ class Manager:
                  extra={"BOOTTORRENT_OS": name, "BOOTTORRENT_INFOHASH": entry.torrent.infohash})
         for cb in self.on_os_added:
             cb(entry)
+        if self.session is not None:
+            await self.session.library_changed()
         return entry
 
     async def remove_os(self, name: str) -> None:
@@ -67,6 +146,8 @@ class Manager:
         log.info("removed OS %s", name, extra={"BOOTTORRENT_OS": name})
         for cb in self.on_os_removed:
             cb(name)
+        if self.session is not None:
+            await self.session.library_changed()
 
     async def import_project(self, project_dir: str) -> list[str]:
         """Load a seed-style project: its Boottorrent.yaml becomes the daemon's config and
@@ -92,3 +173,12 @@ class Manager:
         for folder in folders:
             await self.add_os(folder.name, str(folder))
         return [f.name for f in folders]
+
+
+def _mac(text: str) -> str:
+    try:
+        return normalize_mac(text)
+    except ValueError:
+        raise InvalidArgument(
+            f"{text!r} is not a MAC address; write it like 52:54:00:12:34:56"
+        ) from None

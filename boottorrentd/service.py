@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import __version__, api, auth
+from .clients import Client
 from .dbus import (
     DBusError,
     MessageBus,
@@ -149,6 +150,99 @@ class OSInterface(ServiceInterface):
         return self._field("image")
 
 
+# Client fields as D-Bus properties: (property name, signature).
+_CLIENT_PROPERTIES = {
+    "mac": ("MAC", "s"),
+    "ip": ("IPAddress", "s"),
+    "hostname": ("Hostname", "s"),
+    "os": ("OS", "s"),
+    "stage": ("Stage", "s"),
+    "progress": ("Progress", "d"),
+    "downloaded_bytes": ("DownloadedBytes", "t"),
+    "uploaded_bytes": ("UploadedBytes", "t"),
+    "down_rate": ("DownloadRate", "t"),
+    "up_rate": ("UploadRate", "t"),
+    "peers": ("Peers", "u"),
+    "last_seen": ("LastSeenUSec", "t"),
+    "error": ("Error", "s"),
+    "assigned_os": ("AssignedOS", "s"),
+}
+
+
+def _client_value(client: Client, field: str) -> Any:
+    value = getattr(client, field)
+    # Times as µs since the epoch, as systemd's *USec properties are.
+    return int(value * 1_000_000) if field == "last_seen" else value
+
+
+class ClientInterface(ServiceInterface):
+    def __init__(self, client: Client) -> None:
+        super().__init__(api.CLIENT_IFACE)
+        self.client = client
+
+    def changed(self, fields: set[str]) -> None:
+        self.emit_properties_changed({
+            _CLIENT_PROPERTIES[f][0]: _client_value(self.client, f)
+            for f in fields if f in _CLIENT_PROPERTIES
+        })
+
+    @dbus_property(access=PropertyAccess.READ)
+    def MAC(self) -> "s":
+        return self.client.mac
+
+    @dbus_property(access=PropertyAccess.READ)
+    def IPAddress(self) -> "s":
+        return self.client.ip
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Hostname(self) -> "s":
+        return self.client.hostname
+
+    @dbus_property(access=PropertyAccess.READ)
+    def OS(self) -> "s":
+        return self.client.os
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Stage(self) -> "s":
+        return self.client.stage
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Progress(self) -> "d":
+        return self.client.progress
+
+    @dbus_property(access=PropertyAccess.READ)
+    def DownloadedBytes(self) -> "t":
+        return self.client.downloaded_bytes
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UploadedBytes(self) -> "t":
+        return self.client.uploaded_bytes
+
+    @dbus_property(access=PropertyAccess.READ)
+    def DownloadRate(self) -> "t":
+        return self.client.down_rate
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UploadRate(self) -> "t":
+        return self.client.up_rate
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Peers(self) -> "u":
+        return self.client.peers
+
+    @dbus_property(access=PropertyAccess.READ)
+    def LastSeenUSec(self) -> "t":
+        return _client_value(self.client, "last_seen")
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Error(self) -> "s":
+        return self.client.error
+
+    @dbus_property(access=PropertyAccess.READ)
+    def AssignedOS(self) -> "s":
+        return self.client.assigned_os
+
+
 class ManagerInterface(ServiceInterface):
     def __init__(self, bus: MessageBus, manager: Manager) -> None:
         super().__init__(api.MANAGER_IFACE)
@@ -159,8 +253,47 @@ class ManagerInterface(ServiceInterface):
         manager.on_os_added.append(self._export_os)
         manager.on_os_removed.append(self._unexport_os)
         manager.on_progress.append(self._progress)
+        manager.on_state_change.append(self._state_changed)
         for entry in manager.library.entries.values():
             self._export_os(entry)
+        self._client_objects: dict[str, ClientInterface] = {}
+        manager.registry.on_new.append(self._export_client)
+        manager.registry.on_change.append(self._client_changed)
+        for client in manager.registry.clients.values():
+            self._export_client(client)
+
+    def _export_client(self, client: Client) -> None:
+        iface = ClientInterface(client)
+        self._client_objects[client.mac] = iface
+        self.bus.export(api.client_path(client.mac), iface)
+
+    def _client_changed(self, client: Client, fields: set[str]) -> None:
+        iface = self._client_objects.get(client.mac)
+        if iface is not None:
+            iface.changed(fields)
+
+    def _state_changed(self) -> None:
+        self.emit_properties_changed({
+            "State": self.manager.state,
+            "StateReason": self.manager.state_reason,
+            "Children": self._children(),
+            "Seeding": self._seeding(),
+        })
+
+    def _children(self) -> list:
+        session = self.manager.session
+        if session is None:
+            return []
+        return [[c.name, c.state, c.pid, int(c.uptime_s * 1_000_000), c.restarts]
+                for c in session.children()]
+
+    def _seeding(self) -> list:
+        session = self.manager.session
+        if session is None:
+            return []
+        names = {e.torrent.infohash: e.name for e in self.manager.library.entries.values()}
+        return [[names.get(s.infohash, s.name), s.infohash, s.status, s.peers, s.uploaded_bytes]
+                for s in session.seeding]
 
     def _export_os(self, entry: OSEntry) -> None:
         iface = OSInterface(entry)
@@ -193,6 +326,32 @@ class ManagerInterface(ServiceInterface):
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> "s":
         return self.manager.state
+
+    @dbus_property(access=PropertyAccess.READ)
+    def StateReason(self) -> "s":
+        return self.manager.state_reason
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Interface(self) -> "s":
+        return self.manager.config.dnsmasq.interface
+
+    @dbus_property(access=PropertyAccess.READ)
+    def HostAddress(self) -> "s":
+        return str(self.manager.config.boot_network)
+
+    @dbus_property(access=PropertyAccess.READ)
+    def HTTPPort(self) -> "q":
+        return self.manager.config.http.port
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Children(self) -> "a(ssutu)":
+        """(name, state, pid, uptime in µs, restarts) of each supervised child."""
+        return self._children()
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Seeding(self) -> "a(sssut)":
+        """(OS name, infohash, status, peers, uploaded bytes) of each seeded torrent."""
+        return self._seeding()
 
     @dbus_property(access=PropertyAccess.READ)
     def ConfigFile(self) -> "s":
@@ -234,3 +393,27 @@ class ManagerInterface(ServiceInterface):
         _options(options, {})
         names = await self.manager.import_project(project_dir)
         return [api.os_path(n) for n in names]
+
+    @method()
+    @_dbus_errors
+    async def StartSession(self):
+        await auth.require_manage(self.bus, "StartSession")
+        await self.manager.start_session()
+
+    @method()
+    @_dbus_errors
+    async def StopSession(self):
+        await auth.require_manage(self.bus, "StopSession")
+        await self.manager.stop_session()
+
+    @method()
+    @_dbus_errors
+    async def AssignClient(self, mac: "s", os: "s") -> "o":
+        await auth.require_manage(self.bus, "AssignClient")
+        return api.client_path(await self.manager.assign(mac, os))
+
+    @method()
+    @_dbus_errors
+    async def UnassignClient(self, mac: "s"):
+        await auth.require_manage(self.bus, "UnassignClient")
+        await self.manager.unassign(mac)

@@ -1,0 +1,234 @@
+"""A boot session: the boot address, the tracker, the seed, the boot HTTP server and
+dnsmasq, started in that order (each needs the one before) and stopped in reverse.
+
+Data flows one way: the config and the library go in; the children are rendered from
+them. The session records what it claimed in <state>/session.json so that a daemon
+restarted mid-session undoes the old claim and brings the session back.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import network
+from .clients import Registry
+from .config import Config
+from .dnsmasq import Dnsmasq
+from .errors import BootTorrentError
+from .httpserver import BootServer
+from .library import Library, OSEntry, write_atomic
+from .supervisor import ChildSpec, Supervisor
+from .torrent import with_announce
+from .tracker import Tracker
+from .transmission import Seeder, TorrentStats
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class ChildStatus:
+    name: str
+    state: str
+    pid: int
+    uptime_s: float
+    restarts: int
+
+
+class Session:
+    def __init__(
+        self,
+        config: Config,
+        library: Library,
+        registry: Registry,
+        state_dir: Path,
+        runtime_dir: Path,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.library = library
+        self.registry = registry
+        self.state_file = state_dir / "session.json"
+        self.phase1_dir = state_dir / "phase1"
+        self.dir = runtime_dir / "session"
+        self.on_change = on_change
+        self.claim: network.NetworkClaim | None = None
+        self.supervisor = Supervisor(runtime_dir / "children.json", self._children_changed)
+        self.tracker: Tracker | None = None
+        self.seeder: Seeder | None = None
+        self.http: BootServer | None = None
+        self.dnsmasq: Dnsmasq | None = None
+        self.seeding: list[TorrentStats] = []
+        self.started_at = 0.0
+        self._tasks: list[asyncio.Task] = []
+        self._running = False
+
+    # --- what the daemon shows -----------------------------------------------------------
+
+    @property
+    def degraded(self) -> bool:
+        return self._running and self.supervisor.degraded
+
+    def children(self) -> list[ChildStatus]:
+        return [ChildStatus(c.spec.name, c.state, c.pid, c.uptime, c.restarts)
+                for c in self.supervisor.children.values()]
+
+    def _children_changed(self) -> None:
+        self.on_change()
+
+    # --- persistence -----------------------------------------------------------------------
+
+    @staticmethod
+    def remembered(state_dir: Path) -> dict:
+        try:
+            return json.loads((state_dir / "session.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _remember(self, active: bool) -> None:
+        record = {"active": active, "claim": self.claim.to_dict() if self.claim else None}
+        write_atomic(self.state_file, json.dumps(record, indent=2) + "\n")
+
+    async def undo_previous(self) -> None:
+        """Undo what a daemon that died mid-session left: its children and its address."""
+        self.supervisor.kill_leftovers()
+        claim = self.remembered(self.state_file.parent).get("claim")
+        if claim:
+            await asyncio.to_thread(network.release, network.NetworkClaim.from_dict(claim))
+
+    # --- start and stop --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self.undo_previous()
+        self.claim = await asyncio.to_thread(
+            network.claim, cfg.dnsmasq.interface, cfg.boot_network)
+        self._remember(active=True)
+        try:
+            await self._start_children()
+        except BaseException:
+            await self._teardown()
+            self._remember(active=False)
+            raise
+        self._running = True
+        self.started_at = time.monotonic()
+        self._tasks.append(asyncio.create_task(self._poll_stats(), name="seed-stats"))
+        log.info("session running on %s (%s)", cfg.dnsmasq.interface, cfg.boot_network)
+
+    async def _start_children(self) -> None:
+        cfg = self.config
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "torrents").mkdir(parents=True)
+        user = cfg.dnsmasq.user
+
+        self.tracker = Tracker(cfg, self.dir / "tracker", user=user)
+        entries = list(self.library.entries.values())
+        spec = self.tracker.prepare(e.torrent.infohash for e in entries)
+        if spec is not None:
+            spec.started = self._after_tracker_start
+            await self.supervisor.start(spec)
+
+        await asyncio.to_thread(self._write_torrents, entries)
+        self.seeder = Seeder(cfg, self.dir / "transmission", self.library.oss_dir,
+                             announce_url=self.tracker.announce_url)
+        await self.seeder.set_torrents(entries)
+        await self.supervisor.start(self.seeder.prepare())
+
+        self.http = BootServer(
+            host=cfg.boottorrent.host_ip, port=cfg.http.port, cfg=cfg, library=self.library,
+            registry=self.registry, phase1_dir=self.phase1_dir,
+            torrent_file=lambda entry: self.dir / "torrents" / f"{entry.name}.torrent",
+        )
+        await self.http.start()
+
+        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", user=user)
+        dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
+        self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
+        await self.supervisor.start(dnsmasq_spec)
+
+    async def _after_tracker_start(self) -> None:
+        # A restarted tracker knows no peers; the seed must announce at once, not in 30 min.
+        if self.seeder is not None and self._running:
+            await self.seeder.reannounce()
+
+    def _write_torrents(self, entries: list[OSEntry]) -> None:
+        """The torrents clients fetch: the library's, with this session's announce URL."""
+        folder = self.dir / "torrents"
+        wanted = {f"{e.name}.torrent" for e in entries}
+        for stale in folder.glob("*.torrent"):
+            if stale.name not in wanted:
+                stale.unlink()
+        url = self.tracker.announce_url if self.tracker else None
+        for entry in entries:
+            data = entry.torrent_path.read_bytes()
+            write_atomic(folder / f"{entry.name}.torrent",
+                         with_announce(data, [url]) if url else data)
+
+    async def library_changed(self) -> None:
+        """Seed exactly the library, without a restart."""
+        if not self._running:
+            return
+        entries = list(self.library.entries.values())
+        if self.tracker and self.tracker.set_infohashes(e.torrent.infohash for e in entries):
+            self.supervisor.send_signal("tracker", signal.SIGHUP)
+        await asyncio.to_thread(self._write_torrents, entries)
+        assert self.seeder is not None
+        await self.seeder.set_torrents(entries)
+
+    async def _consume_leases(self) -> None:
+        assert self.dnsmasq is not None
+        async for event in self.dnsmasq.lease_events():
+            self.registry.lease(event.action, event.mac, event.ip, event.hostname, pxe=event.pxe)
+
+    async def _poll_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            if self.seeder is None:
+                continue
+            try:
+                stats = await self.seeder.stats()
+            except Exception as e:  # transmission restarting: the supervisor reports it
+                log.debug("no seed statistics: %s", e)
+                continue
+            if stats != self.seeding:
+                self.seeding = stats
+                self.on_change()
+
+    async def stop(self, *, forget: bool = True) -> None:
+        """Stop everything; `forget=False` (daemon shutdown) keeps the session remembered
+        so the next daemon start brings it back."""
+        self._running = False
+        await self._teardown()
+        self._remember(active=not forget)
+        log.info("session stopped")
+
+    async def _teardown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.supervisor.stop()
+        if self.http is not None:
+            await self.http.stop()
+        for part in (self.dnsmasq, self.seeder):
+            if part is not None:
+                part.close()
+        self.http = self.dnsmasq = self.seeder = self.tracker = None
+        self.seeding = []
+        if self.claim is not None:
+            try:
+                await asyncio.to_thread(network.release, self.claim)
+            except BootTorrentError as e:
+                log.error("could not undo the boot address: %s", e)
+            self.claim = None
+        shutil.rmtree(self.dir, ignore_errors=True)

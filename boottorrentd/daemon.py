@@ -28,7 +28,7 @@ def _default(env: str, fallback: str, leaf: str = "") -> Path:
     return Path(fallback)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="boottorrentd",
         description="The BootTorrent daemon: owns org.boottorrent1 on the system bus and "
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="print the commented default configuration and exit")
     p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return p.parse_args(argv)
+    return p
 
 
 def notify(*states: str) -> None:
@@ -105,6 +105,7 @@ async def serve(args: argparse.Namespace) -> int:
     log.info("ready on %s (%s, version %s); %s", api.BUS_NAME, BACKEND, __version__, status)
     notify("READY=1", f"STATUS={status}")
 
+    watchdog = _start_watchdog()
     restoring = asyncio.create_task(manager.restore_session())
     manager.on_state_change.append(lambda: notify(f"STATUS={_status(manager)}"))
 
@@ -112,6 +113,8 @@ async def serve(args: argparse.Namespace) -> int:
     await asyncio.wait([stopped, disconnected], return_when=asyncio.FIRST_COMPLETED)
     notify("STOPPING=1", "STATUS=Shutting down")
     log.info("shutting down")
+    if watchdog is not None:
+        watchdog.cancel()
     await restoring
     # Keep the session remembered: the next start of the daemon brings it back.
     await manager.stop_session(forget=False)
@@ -120,6 +123,22 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     bus.disconnect()
     return 0
+
+
+def _start_watchdog() -> asyncio.Task | None:
+    """Ping systemd's watchdog at half its period while the event loop turns: a loop
+    blocked for longer gets the daemon restarted (WatchdogSec= in the unit)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        return None
+    interval = int(usec) / 1_000_000 / 2
+
+    async def ping() -> None:
+        while True:
+            notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    return asyncio.create_task(ping(), name="watchdog")
 
 
 def _status(manager: Manager) -> str:
@@ -131,7 +150,7 @@ def _status(manager: Manager) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.print_default_config:
         sys.stdout.write(default_config_text())
         return 0

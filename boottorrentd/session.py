@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import pwd
 import shutil
 import signal
 import time
@@ -32,6 +33,20 @@ from .transmission import Seeder, TorrentStats
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 2.0
+# Created by the Debian package (sysusers.d); the children run as it, not as root.
+SYSTEM_USER = "boottorrent"
+
+
+def children_user(cfg: Config) -> str | None:
+    """Who the children run as: dnsmasq.user, else the package's system user; None (the
+    daemon's own user) in a development checkout where that user does not exist."""
+    if cfg.dnsmasq.user:
+        return cfg.dnsmasq.user
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        return None
+    return SYSTEM_USER
 
 
 @dataclass(frozen=True)
@@ -127,7 +142,7 @@ class Session:
         cfg = self.config
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "torrents").mkdir(parents=True)
-        user = cfg.dnsmasq.user
+        user = children_user(cfg)
 
         self.tracker = Tracker(cfg, self.dir / "tracker", user=user)
         entries = list(self.library.entries.values())
@@ -138,7 +153,7 @@ class Session:
 
         await asyncio.to_thread(self._write_torrents, entries)
         self.seeder = Seeder(cfg, self.dir / "transmission", self.library.oss_dir,
-                             announce_url=self.tracker.announce_url)
+                             announce_url=self.tracker.announce_url, user=user)
         await self.seeder.set_torrents(entries)
         await self.supervisor.start(self.seeder.prepare())
 
@@ -178,7 +193,8 @@ class Session:
             return
         entries = list(self.library.entries.values())
         if self.tracker and self.tracker.set_infohashes(e.torrent.infohash for e in entries):
-            self.supervisor.send_signal("tracker", signal.SIGHUP)
+            # The child is named after the tracker program (opentracker or hefur).
+            self.supervisor.send_signal(self.tracker.kind, signal.SIGHUP)
         await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
         await self.seeder.set_torrents(entries)

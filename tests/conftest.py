@@ -20,6 +20,15 @@ BIN = Path(sys.executable).parent
 MINIMAL_CONFIG = "boottorrent:\n  version: 0\n"
 
 
+def alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (dead, not yet reaped) counts as gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return pid > 0 and "State:\tZ" not in status
+
+
 def world_readable_tmpdir(prefix: str) -> Path:
     # pytest's tmp_path is 0700 under root; callers run as nobody must reach the socket.
     path = Path(tempfile.mkdtemp(prefix=prefix))

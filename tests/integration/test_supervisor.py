@@ -11,17 +11,9 @@ import time
 import pytest
 
 from boottorrentd.supervisor import ChildSpec, Supervisor
+from tests.conftest import alive
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    return "State:\tZ" not in open(f"/proc/{pid}/status").read()
 
 
 async def wait_for(predicate, timeout: float = 10) -> None:

@@ -1,0 +1,296 @@
+"""The boot swarm's BitTorrent tracker: opentracker (Debian) or hefur (when installed).
+
+The tracker introduces the clients and the server's seed to each other. It only tracks
+the library's torrents: opentracker reads an infohash whitelist, hefur the torrent files
+of a folder.
+
+opentracker, as Debian builds it (WANT_ACCESSLIST_WHITE):
+- `-d DIR` is a chroot (when started as root, else a chdir) that happens before `-w FILE`
+  is read, so the whitelist is named relative to DIR: this object's runtime folder. The
+  same goes for every reload, which runs after `-u USER` dropped privileges: the folder
+  and the file must be readable by that user.
+- SIGHUP makes it reread the whitelist (measured on Debian 12: a hash added to the file
+  is accepted after the signal, refused before).
+- It tells clients to announce every ~30 min (min interval ~15 min); that is compiled in.
+  Clients use aria2's --bt-tracker-interval (tracker.announce_interval) instead, and the
+  seed re-registers at once after a tracker restart through Seeder.reannounce().
+
+hefur is not packaged in Debian; its options come from its manual and source (not
+tested here). Its whitelist is a folder of .torrent files that it rescans by itself, so
+it needs no signal; without `torrents_dir` it tracks any torrent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+
+from .config import Config
+from .errors import InvalidArgument
+from .supervisor import ChildSpec
+
+log = logging.getLogger(__name__)
+
+KINDS = ("hefur", "opentracker", "none")
+WHITELIST_NAME = "whitelist"
+READY_TIMEOUT_S = 10.0
+# hefur rescans its torrent folder this often (seconds): the delay before it accepts a
+# newly added OS.
+HEFUR_SCAN_INTERVAL_S = 5
+
+
+def _binary(name: str) -> str | None:
+    # The daemon's PATH under systemd may lack the sbin folders.
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def resolve_kind(cfg: Config) -> str:
+    """The tracker this configuration runs: "hefur", "opentracker" or "none".
+
+    "auto" picks hefur when `hefurd` is installed, else opentracker. A tracker the
+    configuration asks for by name but that is not installed is an InvalidArgument that
+    says how to install it or which key to change.
+    """
+    kind = cfg.tracker_kind
+    if kind == "none":
+        return "none"
+    if kind == "auto":
+        if _binary("hefurd"):
+            return "hefur"
+        if _binary("opentracker"):
+            return "opentracker"
+        raise InvalidArgument(
+            "tracker.kind is auto but no tracker is installed: install Debian's "
+            "opentracker package ('apt install opentracker'), or set \"tracker.kind: none\" "
+            "and \"aria2.bt_enable_lpd: true\" to let clients find each other by local "
+            "peer discovery"
+        )
+    if kind == "hefur":
+        if not _binary("hefurd"):
+            key = "hefur.enable" if cfg.tracker.kind != "hefur" else "tracker.kind"
+            raise InvalidArgument(
+                f"{key} asks for the hefur tracker, but hefurd is not installed; hefur has "
+                "no Debian package: build it from https://github.com/abique/hefur, or use "
+                "Debian's opentracker package ('apt install opentracker') with "
+                "\"tracker.kind: opentracker\" (and \"hefur.enable: false\")"
+            )
+        return "hefur"
+    if not _binary("opentracker"):
+        raise InvalidArgument(
+            "tracker.kind is opentracker, but opentracker is not installed; install "
+            "Debian's opentracker package ('apt install opentracker'), or set "
+            "\"tracker.kind: auto\" to use hefur if it is installed"
+        )
+    return "opentracker"
+
+
+def _normalize(infohashes: Iterable[str]) -> list[str]:
+    hashes = set()
+    for value in infohashes:
+        text = value.strip().lower()
+        if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
+            raise ValueError(f"{value!r} is not a hex SHA-1 infohash")
+        hashes.add(text)
+    return sorted(hashes)
+
+
+def _write_atomic(path: Path, text: str, mode: int) -> None:
+    # A reader (the tracker, on SIGHUP) sees the old file or the new one, never half.
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode())
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+class Tracker:
+    """One tracker for the session's life. `prepare()` gives the child to supervise.
+
+    Whitelist changes: `set_infohashes()` rewrites the list and returns True when the
+    running tracker must reread it; the session then sends `reload_signal` (SIGHUP) to
+    the child through the supervisor. Do that before the seeder adds the torrents: a
+    refused announce is retried by transmission only after 20 s, then minutes.
+
+    After the tracker (re)starts it knows no peers: its ChildSpec's `started` is left
+    for the session to set to the seeder's reannounce, so that clients find the seed at
+    once instead of at the seed's next regular announce (~30 min with opentracker).
+    """
+
+    reload_signal = signal.SIGHUP
+
+    def __init__(
+        self,
+        cfg: Config,
+        runtime_dir: Path,
+        *,
+        user: str | None = None,
+        torrents_dir: Path | None = None,
+    ) -> None:
+        """`runtime_dir` is this tracker's own folder (opentracker chroots into it).
+        `user`: the user the tracker drops to; None leaves opentracker to its default
+        (nobody, when started as root) and hefur to the daemon's user. `torrents_dir`:
+        hefur's whitelist, the library's torrent folder (opentracker ignores it)."""
+        self.cfg = cfg
+        self.runtime_dir = runtime_dir
+        self.user = user
+        self.torrents_dir = torrents_dir
+        self.kind = resolve_kind(cfg)
+        self.host = cfg.boottorrent.host_ip
+        self.port = cfg.tracker_port
+        self.announce_url: str | None = (
+            None if self.kind == "none" else f"http://{self.host}:{self.port}/announce"
+        )
+        self._written: list[str] | None = None
+
+    @property
+    def whitelist_path(self) -> Path:
+        return self.runtime_dir / WHITELIST_NAME
+
+    def prepare(self, infohashes: Iterable[str]) -> ChildSpec | None:
+        """Write the whitelist and return the child to run; None when there is no tracker.
+
+        Blocking (small file writes): from async code, run it in a thread if that matters.
+        """
+        if self.kind == "none":
+            return None
+        # opentracker reads the whitelist after dropping privileges, inside its chroot.
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime_dir.chmod(0o755)
+        self._written = None
+        self.set_infohashes(infohashes)
+        argv = self._opentracker_argv() if self.kind == "opentracker" else self._hefur_argv()
+        return ChildSpec(self.kind, argv, ready=self.wait_ready)
+
+    def _opentracker_argv(self) -> list[str]:
+        binary = _binary("opentracker")
+        assert binary is not None  # resolve_kind checked
+        port = str(self.port)
+        argv = [binary, "-i", self.host, "-p", port, "-P", port,
+                "-d", str(self.runtime_dir), "-w", WHITELIST_NAME]
+        if self.user:
+            argv += ["-u", self.user]
+        return argv
+
+    def _hefur_argv(self) -> list[str]:
+        binary = _binary("hefurd")
+        assert binary is not None
+        port = str(self.port)
+        # hefur counts its announce interval in minutes.
+        minutes = max(1, math.ceil(self.cfg.tracker.announce_interval / 60))
+        argv = [binary, "-bind-addr", self.host, "-http-port", port, "-https-port", "0",
+                "-udp-port", port, "-announce-interval", str(minutes),
+                "-control-socket", str(self.runtime_dir / "control")]
+        if self.torrents_dir is not None:
+            argv += ["-torrent-dir", str(self.torrents_dir),
+                     "-scan-interval", str(HEFUR_SCAN_INTERVAL_S)]
+        if self.user:
+            group = pwd.getpwnam(self.user).pw_gid
+            argv += ["-uid", self.user, "-gid", str(group)]
+        return argv
+
+    def set_infohashes(self, infohashes: Iterable[str]) -> bool:
+        """Make the whitelist exactly `infohashes` (hex). Returns True when the running
+        tracker must be sent `reload_signal` (SIGHUP) to take the change; False when
+        nothing changed or the tracker needs no signal (hefur rescans, or no tracker)."""
+        hashes = _normalize(infohashes)
+        if self.kind != "opentracker" or hashes == self._written:
+            return False
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.whitelist_path, "".join(f"{h}\n" for h in hashes), 0o644)
+        self._written = hashes
+        return True
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """The ChildSpec's `ready`: return once the tracker answers on host_ip:port and
+        tracks the whitelisted torrents; raise if not within `timeout` seconds.
+
+        opentracker listens before it has read its whitelist (a thread reads it), and
+        refuses every torrent until then: transmission would retry only after 20 s.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        await self._wait_port(deadline)
+        await self.wait_whitelisted(self._written or [],
+                                    max(0.0, deadline - asyncio.get_running_loop().time()))
+
+    async def _wait_port(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), 2.0
+                )
+            except (OSError, TimeoutError) as e:
+                if loop.time() >= deadline:
+                    raise TimeoutError(
+                        f"{self.kind} does not accept connections on {self.host}:{self.port} "
+                        f"({e}); see its log lines in the journal"
+                    ) from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+    async def wait_whitelisted(self, infohashes: Iterable[str],
+                               timeout: float = READY_TIMEOUT_S) -> None:
+        """Return once the running opentracker accepts every one of `infohashes` (after
+        set_infohashes and SIGHUP: it rereads the file in a thread, a moment later);
+        raise TimeoutError if it does not within `timeout` seconds. Other kinds: at once.
+
+        Asks with a "stopped" announce, which changes nothing in the tracker.
+        """
+        if self.kind != "opentracker":
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = _normalize(infohashes)
+        while pending:
+            try:
+                refused = [h for h in pending if not await self._accepts(h)]
+            except (OSError, TimeoutError):
+                refused = pending  # not answering yet: ask again
+            pending = refused
+            if not pending:
+                return
+            if loop.time() >= deadline:
+                raise TimeoutError(
+                    f"opentracker still refuses {', '.join(pending)} after {timeout:.1f} s; "
+                    f"is it in {self.whitelist_path}, and was opentracker sent SIGHUP?"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _accepts(self, infohash: str) -> bool:
+        query = urllib.parse.urlencode({
+            "info_hash": bytes.fromhex(infohash),
+            "peer_id": b"-BT0000-" + secrets.token_bytes(12),
+            # A port no seed uses: "stopped" then removes nothing.
+            "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": "stopped",
+        })
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), 2.0)
+        try:
+            writer.write(f"GET /announce?{query} HTTP/1.0\r\n"
+                         f"Host: {self.host}:{self.port}\r\n\r\n".encode())
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.read(), 2.0)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        return head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0] and (
+            b"failure reason" not in body)

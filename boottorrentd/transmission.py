@@ -1,0 +1,468 @@
+"""The server's seed: transmission-daemon, driven over its RPC with transmission-rpc.
+
+One Seeder lives as long as the session. `prepare()` renders transmission's config folder
+(the runtime folder: settings.json, and transmission's own torrents/ and resume/) and
+returns the ChildSpec the supervisor runs; `set_torrents()` makes transmission seed
+exactly the given library entries; the supervisor's `ready`/`started` hooks bring a
+restarted transmission back to that state.
+
+What transmission 3.00 does, and what this module does about it (measured here):
+
+- Adding a torrent whose files exist makes transmission check them by itself, but an
+  unchecked or half-checked torrent that runs would *download* into the library folder
+  from the clients. So torrents are added paused, checked (`torrent-verify`), and
+  started only at 100 %; one that is not complete stays stopped with an error. The
+  library folder is only ever read.
+- Resume data (what has been checked) is written lazily: after a `kill -9` a restarted
+  transmission finds its torrents at 0 %. `--paused` keeps them all stopped at start, and
+  `started` checks them again before they run.
+- A manual reannounce (`torrent-reannounce`) is ignored until the tracker's min interval
+  has passed since the last announce (~15 min with opentracker). Transmission announces
+  at once to a tracker URL it has not seen, though, so `reannounce()` swaps the tracker
+  URL between two spellings of the same announce URL (the second one has a query
+  parameter the tracker ignores). Peers stay connected.
+- transmission rewrites settings.json when it starts (the RPC password becomes a salted
+  hash); the plain password stays in this object's memory only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import transmission_rpc
+from transmission_rpc.error import TransmissionAuthError, TransmissionConnectError
+
+from .config import Config
+from .errors import BootTorrentError
+from .library import OSEntry
+from .supervisor import ChildSpec
+from .torrent import with_announce
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RPC_HOST = "127.0.0.1"
+READY_TIMEOUT_S = 20.0
+RPC_TIMEOUT_S = 10.0
+POLL_S = 0.25
+# Below Linux's default ephemeral range (32768-60999): a port the kernel hands out for
+# outgoing connections could be taken while transmission restarts.
+RPC_PORTS = range(20000, 32768)
+# The query parameter of the second spelling of the announce URL (see reannounce()).
+REANNOUNCE_PARAM = "boottorrent-reannounce=1"
+
+CHECKING = ("check pending", "checking")
+_FIELDS = ["hashString", "name", "status", "percentDone", "peersConnected", "uploadedEver",
+           "rateUpload", "errorString", "error"]
+
+
+@dataclass(frozen=True)
+class TorrentStats:
+    infohash: str
+    name: str
+    status: str  # transmission's: stopped, check pending, checking, seeding, ...
+    percent_done: float  # 0.0 to 1.0
+    peers: int
+    uploaded_bytes: int
+    rate_upload: int  # bytes/s
+    error: str  # "" when fine
+
+
+def _free_port(host: str) -> int:
+    for _ in range(100):
+        port = RPC_PORTS.start + secrets.randbelow(len(RPC_PORTS))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"found no free port for transmission's RPC on {host}")
+
+
+class Seeder:
+    """transmission-daemon seeding the library to the boot swarm."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        runtime_dir: Path,
+        download_dir: Path,
+        *,
+        announce_url: str | None,
+        user: str | None = None,
+    ) -> None:
+        """`runtime_dir`: transmission's config folder (this object's alone).
+        `download_dir`: the folder that holds the OS folders (<state>/oss): the torrent
+        named <name> is seeded from <download_dir>/<name>/. `announce_url`: the tracker
+        the torrents announce to, None for none. `user`: run transmission as this user
+        (it must be able to read the library); None runs it as the daemon's user."""
+        self.cfg = cfg
+        self.runtime_dir = runtime_dir
+        self.download_dir = download_dir
+        self.announce_url = announce_url
+        self.user = user
+        self.rpc_port = 0
+        self.rpc_username = ""
+        self._rpc_password = ""
+        self._client: transmission_rpc.Client | None = None
+        # The transmission-rpc client (a requests.Session) is used from worker threads.
+        self._client_lock = threading.Lock()
+        self._wanted: dict[str, OSEntry] = {}
+        self._refused: dict[str, str] = {}
+        self._sync_lock = asyncio.Lock()
+
+    @property
+    def settings_path(self) -> Path:
+        return self.runtime_dir / "settings.json"
+
+    # --- the child ------------------------------------------------------------------------
+
+    def _render_settings(self) -> dict[str, Any]:
+        """transmission's settings.json for this session."""
+        cfg = self.cfg
+        limit = cfg.seeder.upload_limit_kbps
+        return {
+            "rpc-enabled": True,
+            "rpc-bind-address": RPC_HOST,
+            "rpc-port": self.rpc_port,
+            "rpc-authentication-required": True,
+            "rpc-username": self.rpc_username,
+            "rpc-password": self._rpc_password,
+            "rpc-whitelist-enabled": True,
+            "rpc-whitelist": RPC_HOST,
+            "peer-port": cfg.seeder.peer_port,
+            "peer-port-random-on-start": False,
+            "bind-address-ipv4": cfg.boottorrent.host_ip,
+            # Clients reach the seed over IPv4 at host_ip; keep it off other networks.
+            "bind-address-ipv6": "::1",
+            "port-forwarding-enabled": False,
+            # DHT would announce the swarm beyond the lab (config.py refuses it too).
+            "dht-enabled": False,
+            "lpd-enabled": cfg.transmission.lpd_enabled,
+            "pex-enabled": cfg.aria2.enable_peer_exchange,
+            # aria2c, the only client, speaks TCP BitTorrent only.
+            "utp-enabled": False,
+            # 1: prefer encryption, accept plain connections.
+            "encryption": 1,
+            "ratio-limit-enabled": False,
+            "idle-seeding-limit-enabled": False,
+            "download-queue-enabled": False,
+            "seed-queue-enabled": False,
+            "queue-stalled-enabled": False,
+            "speed-limit-up-enabled": limit > 0,
+            "speed-limit-up": limit,
+            "speed-limit-down-enabled": False,
+            "alt-speed-enabled": False,
+            "download-dir": str(self.download_dir),
+            "incomplete-dir-enabled": False,
+            "watch-dir-enabled": False,
+            # A torrent must never run before its files are checked (see module doc).
+            "start-added-torrents": False,
+            "trash-original-torrent-files": False,
+            "script-torrent-done-enabled": False,
+            "blocklist-enabled": False,
+            # Never create or grow files in the library.
+            "preallocation": 0,
+            "umask": 0o022,
+            # 2: info, which has checks and tracker errors, without debug chatter.
+            "message-level": 2,
+        }
+
+    def prepare(self) -> ChildSpec:
+        """Render the config folder with a fresh RPC port and credentials, and return the
+        child to run. Torrents and resume data a previous session left are removed: the
+        library may have changed since, so every torrent is checked again.
+
+        Blocking (small file operations): from async code, run it in a thread if needed.
+        """
+        binary = shutil.which("transmission-daemon") or shutil.which(
+            "transmission-daemon", path="/usr/bin:/usr/sbin:/bin:/sbin"
+        )
+        if binary is None:
+            raise FileNotFoundError(
+                "transmission-daemon is not installed; install it with "
+                "'apt install transmission-daemon'"
+            )
+        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.runtime_dir.chmod(0o700)
+        for leftover in ("torrents", "resume"):
+            shutil.rmtree(self.runtime_dir / leftover, ignore_errors=True)
+        self.rpc_port = _free_port(RPC_HOST)
+        self.rpc_username = f"boottorrentd-{secrets.token_hex(4)}"
+        self._rpc_password = secrets.token_urlsafe(24)
+        self._client = None
+        tmp = self.settings_path.with_name(".settings.json.tmp")
+        # 0600: the password is in clear text until transmission hashes it.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._render_settings(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        tmp.replace(self.settings_path)
+
+        argv = [binary, "--foreground", "--config-dir", str(self.runtime_dir),
+                # Torrents it loads at start stay stopped until `started` checked them.
+                "--paused"]
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
+            os.chown(self.settings_path, entry.pw_uid, entry.pw_gid)
+            setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+            argv = [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
+                    "--init-groups", "--", *argv]
+        return ChildSpec("transmission", argv, ready=self.wait_ready, started=self.restore)
+
+    # --- RPC plumbing ------------------------------------------------------------------
+
+    def _connect(self) -> transmission_rpc.Client:
+        return transmission_rpc.Client(
+            host=RPC_HOST,
+            port=self.rpc_port,
+            username=self.rpc_username,
+            password=self._rpc_password,
+            timeout=RPC_TIMEOUT_S,
+        )
+
+    def _locked(self, call: Callable[[transmission_rpc.Client], T]) -> T:
+        with self._client_lock:
+            if self._client is None:
+                if not self.rpc_port:
+                    raise RuntimeError("Seeder.prepare() has not run")
+                self._client = self._connect()
+            return call(self._client)
+
+    async def _rpc(self, call: Callable[[transmission_rpc.Client], T]) -> T:
+        # transmission-rpc blocks on HTTP: keep it off the event loop.
+        return await asyncio.to_thread(self._locked, call)
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Return once transmission answers RPC (a fresh connection); raise if it does not
+        within `timeout` seconds, or refuses the credentials."""
+        if not self.rpc_port:
+            raise RuntimeError("Seeder.prepare() has not run")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = await asyncio.to_thread(self._connect)
+            except TransmissionAuthError as e:
+                raise BootTorrentError(
+                    f"transmission refused the RPC credentials in {self.settings_path} ({e}); "
+                    "was the file changed? Restart the session to render it again"
+                ) from None
+            except TransmissionConnectError as e:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"transmission does not answer RPC on {RPC_HOST}:{self.rpc_port} after "
+                        f"{timeout:.0f} s ({e}); see its log lines in the journal"
+                    ) from None
+                await asyncio.sleep(0.1)
+                continue
+            with self._client_lock:
+                self._client = client
+            return
+
+    # --- the seeded set ----------------------------------------------------------------
+
+    async def set_torrents(self, entries: Iterable[OSEntry]) -> None:
+        """Seed exactly `entries`: add the missing ones, remove the others (their files
+        stay), and check added ones before they run.
+
+        Returns when every wanted torrent is seeding or refused (its files do not match
+        the torrent: it stays stopped and `stats()` shows why). Checking reads every byte
+        of a new OS. Call it after the tracker's whitelist holds the infohashes.
+        Before transmission runs (or while it restarts) it only records the set: the
+        `started` hook applies it.
+        """
+        wanted = {e.torrent.infohash: e for e in entries}
+        self._wanted = wanted
+        if self._client is None:
+            return
+        try:
+            await self._sync()
+        except TransmissionConnectError as e:
+            log.warning("transmission is not reachable (%s); its restart applies the "
+                        "torrent list", e)
+
+    async def restore(self) -> None:
+        """The `started` hook: after a (re)start, seed the wanted set again. transmission
+        starts with every torrent paused; starting one announces it to the tracker."""
+        await self._sync()
+
+    async def _sync(self) -> None:
+        async with self._sync_lock:
+            await self._sync_locked()
+
+    async def _sync_locked(self) -> None:
+        wanted = dict(self._wanted)
+        present = {t.hash_string: t for t in await self._rpc(
+            lambda c: c.get_torrents(arguments=_FIELDS))}
+
+        unwanted = [h for h in present if h not in wanted]
+        if unwanted:
+            await self._rpc(lambda c: c.remove_torrent(unwanted, delete_data=False))
+            for h in unwanted:
+                self._refused.pop(h, None)
+                log.info("stopped seeding %s (%s)", present[h].name, h)
+
+        check: list[str] = []
+        start: list[str] = []
+        for h, entry in wanted.items():
+            torrent = present.get(h)
+            if torrent is None:
+                await self._add(entry)
+                check.append(h)
+            elif torrent.status.value in CHECKING:
+                # Checked again below: stopping it cancels this check.
+                check.append(h)
+            elif torrent.percent_done < 1.0:
+                # Resume data was lost (transmission was killed), or the files changed.
+                check.append(h)
+            elif torrent.status.value == "stopped":
+                start.append(h)
+
+        if check:
+            # Stop first: a running incomplete torrent would download into the library.
+            await self._rpc(lambda c: c.stop_torrent(check))
+            await self._rpc(lambda c: c.verify_torrent(check))
+            start += await self._wait_checked(check)
+        if start:
+            await self._rpc(lambda c: c.start_torrent(start))
+
+    async def _add(self, entry: OSEntry) -> None:
+        metainfo = await asyncio.to_thread(entry.torrent_path.read_bytes)
+        if self.announce_url:
+            metainfo = with_announce(metainfo, [self.announce_url])
+        await self._rpc(lambda c: c.add_torrent(
+            metainfo, download_dir=str(self.download_dir), paused=True))
+        self._refused.pop(entry.torrent.infohash, None)
+        log.info("seeding %s (%s) from %s", entry.name, entry.torrent.infohash, entry.path)
+
+    async def _wait_checked(self, hashes: list[str]) -> list[str]:
+        """Wait until transmission has checked `hashes`; return the complete ones and
+        record the others as refused."""
+        pending = set(hashes)
+        complete: list[str] = []
+        while pending:
+            await asyncio.sleep(POLL_S)
+            ids = sorted(pending)
+            torrents = await self._rpc(
+                lambda c, ids=ids: c.get_torrents(ids, arguments=_FIELDS))
+            seen = set()
+            for t in torrents:
+                h = t.hash_string
+                seen.add(h)
+                if t.status.value in CHECKING:
+                    continue
+                pending.discard(h)
+                if t.percent_done >= 1.0:
+                    self._refused.pop(h, None)
+                    complete.append(h)
+                else:
+                    entry = self._wanted.get(h)
+                    where = entry.path if entry else self.download_dir / t.name
+                    why = (f"the files in {where} do not match the torrent "
+                           f"({t.percent_done:.0%} verified); not seeding it. Remove the OS "
+                           "and add it again")
+                    self._refused[h] = why
+                    log.error("%s: %s", t.name, why)
+            # Removed meanwhile (by a restart of transmission, say): nothing to wait for.
+            pending &= seen
+        return complete
+
+    # --- state ---------------------------------------------------------------------------
+
+    async def stats(self) -> list[TorrentStats]:
+        """Every torrent transmission has, as it reports it now."""
+        torrents = await self._rpc(lambda c: c.get_torrents(arguments=_FIELDS))
+        return [
+            TorrentStats(
+                infohash=t.hash_string,
+                name=t.name,
+                status=t.status.value,
+                percent_done=t.percent_done,
+                peers=t.peers_connected,
+                uploaded_bytes=t.uploaded_ever,
+                rate_upload=t.rate_upload,
+                error=self._refused.get(t.hash_string) or t.error_string,
+            )
+            for t in torrents
+        ]
+
+    async def reannounce(self) -> None:
+        """Announce every running torrent to the tracker now (after a tracker restart).
+
+        transmission ignores its own reannounce within the tracker's min interval, so
+        the tracker URL is swapped to its other spelling: a URL it has not announced to
+        yet gets a "started" announce at once.
+        """
+        if not self.announce_url or self._client is None:
+            # Not running yet: starting a torrent announces it anyway.
+            return
+        try:
+            await self._reannounce(self.announce_url)
+        except TransmissionConnectError as e:
+            # transmission is restarting; its `started` hook announces every torrent.
+            log.warning("cannot reannounce, transmission is not reachable: %s", e)
+
+    async def _reannounce(self, base: str) -> None:
+        other = f"{base}{'&' if '?' in base else '?'}{REANNOUNCE_PARAM}"
+        torrents = await self._rpc(
+            lambda c: c.get_torrents(arguments=["hashString", "status", "trackers"]))
+        for t in torrents:
+            if t.status.value == "stopped" or t.hash_string not in self._wanted:
+                continue
+            trackers = t.fields.get("trackers") or []
+            mine = [tr for tr in trackers if tr["announce"] in (base, other)]
+            if not mine:
+                continue
+            tracker = mine[0]
+            url = base if tracker["announce"] == other else other
+            # transmission 3.00 reads trackerReplace as a flat [id, url, ...] list (a list
+            # of pairs is "invalid argument"); transmission-rpc's type hint says pairs.
+            replace: Any = [tracker["id"], url]
+            h = t.hash_string
+            await self._rpc(lambda c, h=h, r=replace: c.change_torrent(h, tracker_replace=r))
+
+    async def wait_seeding(self, infohashes: Iterable[str], timeout: float) -> None:
+        """Return once every torrent in `infohashes` is seeding at 100 %; raise
+        TimeoutError after `timeout` seconds, or BootTorrentError at once for a torrent
+        whose files do not match."""
+        wanted = set(infohashes)
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = {s.infohash: s for s in await self.stats()}
+            for h in wanted:
+                if h in self._refused:
+                    raise BootTorrentError(self._refused[h])
+            if all(h in stats and stats[h].status == "seeding"
+                   and stats[h].percent_done >= 1.0 for h in wanted):
+                return
+            if time.monotonic() >= deadline:
+                states = {h: (f"{stats[h].status} {stats[h].percent_done:.0%} "
+                              f"{stats[h].error}".strip() if h in stats else "not added")
+                          for h in sorted(wanted)}
+                raise TimeoutError(f"not seeding after {timeout:.0f} s: {states}")
+            await asyncio.sleep(POLL_S)
+
+    def close(self) -> None:
+        """Drop the RPC connection (transmission itself is the supervisor's)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.__exit__(None, None, None)

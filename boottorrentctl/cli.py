@@ -12,7 +12,7 @@ from boottorrentd.config import default_config_text
 from boottorrentd.dbus import Variant
 from boottorrentd.osspec import METHODS, method_keys
 
-from .bus import Client, CtlError
+from .bus import Client, CtlError, unwrap
 from .progress import ProgressBar
 
 
@@ -259,6 +259,26 @@ async def cmd_add_os(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_build_client(client: Client, args: argparse.Namespace) -> int:
+    options = {"kernel_version": Variant("s", args.kernel)} if args.kernel else {}
+    bar = ProgressBar(sys.stderr)
+    await client.subscribe(
+        "BuildProgress", lambda body: bar.update("phase-1", body[0], int(body[1] * 1000), 1000))
+    try:
+        (result,) = await client.call("BuildClientImage", "a{sv}", [options])
+    finally:
+        bar.close()
+    info = unwrap(result)
+    total = info["vmlinuz_bytes"] + info["initrd_bytes"]
+    if args.json:
+        _print_json(info | {"total_bytes": total})
+        return 0
+    print(f"Built the phase-1 image for kernel {info['kernel_version']}: vmlinuz "
+          f"{human_size(info['vmlinuz_bytes'])} + initrd {human_size(info['initrd_bytes'])} "
+          f"= {total / 1e6:.1f} MB ({info['files']} files; goal: at most 30 MB)")
+    return 0
+
+
 async def cmd_remove_os(client: Client, args: argparse.Namespace) -> int:
     await client.call("RemoveOS", "s", [args.name])
     print(f"Removed {args.name}.")
@@ -353,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
                 seen.add(key)
                 s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
 
+    s = sub.add_parser("build-client", help="build the phase-1 kernel + initrd clients boot "
+                       "first (from this host's Debian packages)")
+    s.add_argument("--kernel", metavar="VERSION",
+                   help="kernel version from /boot (default: the newest)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
     s = sub.add_parser("remove-os", help="remove an OS and its torrent from the library")
     s.add_argument("name")
 
@@ -375,6 +401,7 @@ COMMANDS = {
     "show-os": cmd_show_os,
     "add-os": cmd_add_os,
     "remove-os": cmd_remove_os,
+    "build-client": cmd_build_client,
     "import": cmd_import,
 }
 

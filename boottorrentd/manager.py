@@ -5,10 +5,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from . import phase1
 from .bootplan import normalize_mac
 from .clients import Registry
 from .config import Config, load_config
-from .errors import BootTorrentError, Exists, InvalidArgument
+from .errors import BootTorrentError, Busy, Exists, InvalidArgument
 from .library import Library, OSEntry, check_name, write_atomic
 from .osspec import load_os_config
 from .session import Session
@@ -32,6 +33,8 @@ class Manager:
         self.on_os_removed: list[Callable[[str], None]] = []
         self.on_progress: list[Callable[[str, str, int, int], None]] = []
         self.on_state_change: list[Callable[[], None]] = []
+        self.on_build_progress: list[Callable[[str, float], None]] = []
+        self._building = False
 
     def load(self) -> None:
         self.library.load()
@@ -105,6 +108,26 @@ class Manager:
         self.registry.unassign(mac)
         await self.registry.flush()
         return mac
+
+    async def build_client_image(self, kernel_version: str | None = None) -> phase1.Manifest:
+        """Build the phase-1 kernel + initrd in a thread; the session serves them at once."""
+        if self._building:
+            raise Busy("a phase-1 image is being built right now; wait for it to finish")
+        self._building = True
+        loop = asyncio.get_running_loop()
+
+        def report(step: str, fraction: float) -> None:
+            for cb in self.on_build_progress:
+                loop.call_soon_threadsafe(cb, step, fraction)
+
+        try:
+            manifest = await asyncio.to_thread(
+                phase1.build, self.state_dir, kernel_version=kernel_version, progress=report)
+        finally:
+            self._building = False
+        log.info("built the phase-1 image for kernel %s: vmlinuz %d bytes, initrd %d bytes",
+                 manifest.kernel_version, manifest.vmlinuz["size"], manifest.initrd["size"])
+        return manifest
 
     def _progress_threadsafe(self) -> Callable[[str, str, int, int], None]:
         loop = asyncio.get_running_loop()

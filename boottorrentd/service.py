@@ -254,6 +254,7 @@ class ManagerInterface(ServiceInterface):
         manager.on_os_removed.append(self._unexport_os)
         manager.on_progress.append(self._progress)
         manager.on_state_change.append(self._state_changed)
+        manager.on_build_progress.append(self.BuildProgress)
         for entry in manager.library.entries.values():
             self._export_os(entry)
         self._client_objects: dict[str, ClientInterface] = {}
@@ -318,6 +319,10 @@ class ManagerInterface(ServiceInterface):
     @signal()
     def OSProgress(self, name: "s", phase: "s", done: "t", total: "t") -> "sstt":
         return [name, phase, done, total]
+
+    @signal()
+    def BuildProgress(self, step: "s", fraction: "d") -> "sd":
+        return [step, fraction]
 
     @dbus_property(access=PropertyAccess.READ)
     def Version(self) -> "s":
@@ -417,3 +422,18 @@ class ManagerInterface(ServiceInterface):
     async def UnassignClient(self, mac: "s"):
         await auth.require_manage(self.bus, "UnassignClient")
         await self.manager.unassign(mac)
+
+    @method()
+    @_dbus_errors
+    async def BuildClientImage(self, options: "a{sv}") -> "a{sv}":
+        await auth.require_manage(self.bus, "BuildClientImage")
+        opts = _options(options, {"kernel_version": "s"})
+        manifest = await self.manager.build_client_image(opts.get("kernel_version") or None)
+        return {
+            "kernel_version": Variant("s", manifest.kernel_version),
+            "vmlinuz_bytes": Variant("t", manifest.vmlinuz["size"]),
+            "vmlinuz_sha256": Variant("s", manifest.vmlinuz["sha256"]),
+            "initrd_bytes": Variant("t", manifest.initrd["size"]),
+            "initrd_sha256": Variant("s", manifest.initrd["sha256"]),
+            "files": Variant("u", len(manifest.files)),
+        }

@@ -63,8 +63,10 @@ class Daemon(DaemonProcess):
     def start(self, env: dict[str, str] | None = None) -> None:  # type: ignore[override]
         super().start(env or self.bus.env, self.prefix)
 
+    ctl_path = BIN / "boottorrentctl"
+
     def ctl(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(BIN / "boottorrentctl"), *args], env=self.bus.env,
+        result = subprocess.run([str(self.ctl_path), *args], env=self.bus.env,
                                 capture_output=True, text=True, timeout=300, **kw)
         if check and result.returncode != 0:
             raise AssertionError(f"boottorrentctl {' '.join(args)} failed "

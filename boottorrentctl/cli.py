@@ -12,6 +12,7 @@ from boottorrentd.config import default_config_text
 from boottorrentd.dbus import Variant
 from boottorrentd.osspec import METHODS, method_keys
 
+from . import lab
 from .bus import Client, CtlError, unwrap
 from .progress import ProgressBar
 
@@ -387,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("import", help="load a project folder's config and OSes into the daemon")
     s.add_argument("dir")
+
+    s = sub.add_parser(
+        "lab", help="boot QEMU machines over PXE from a private daemon on a virtual LAN",
+        description="Boot QEMU machines over PXE from a private boottorrentd on a virtual LAN "
+        "(network namespaces, addresses only inside it) and show them fetch the OS from each "
+        "other; exits 0 when every machine reached its OS. Needs root and qemu-system-x86.")
+    lab.add_arguments(s)
     return p
 
 
@@ -419,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "init":
             return cmd_init(args)
+        if args.command == "lab":
+            return lab.run(args)
         return asyncio.run(_run(args))
     except CtlError as e:
         print(f"boottorrentctl: {e}", file=sys.stderr)

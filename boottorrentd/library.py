@@ -156,6 +156,8 @@ class Library:
         total = sum(f.length for f in scan_payload(source))
 
         staged = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=self.oss_dir))
+        # mkdtemp makes it 0700; the seeder runs as an unprivileged user and must read it.
+        staged.chmod(0o755)
         staged_torrent = self.torrents_dir / f"{_TMP_PREFIX}{name}.torrent"
         try:
             if link:

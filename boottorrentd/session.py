@@ -12,7 +12,6 @@ import json
 import logging
 import pwd
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,9 +191,12 @@ class Session:
         if not self._running:
             return
         entries = list(self.library.entries.values())
-        if self.tracker and self.tracker.set_infohashes(e.torrent.infohash for e in entries):
+        hashes = [e.torrent.infohash for e in entries]
+        if self.tracker and self.tracker.set_infohashes(hashes):
             # The child is named after the tracker program (opentracker or hefur).
-            self.supervisor.send_signal(self.tracker.kind, signal.SIGHUP)
+            self.supervisor.send_signal(self.tracker.kind, self.tracker.reload_signal)
+            # A first announce the tracker refuses is retried only after minutes.
+            await self.tracker.wait_whitelisted(hashes, timeout=10)
         await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
         await self.seeder.set_torrents(entries)

@@ -10,7 +10,11 @@ opentracker, as Debian builds it (WANT_ACCESSLIST_WHITE):
   same goes for every reload, which runs after `-u USER` dropped privileges: the folder
   and the file must be readable by that user.
 - SIGHUP makes it reread the whitelist (measured on Debian 12: a hash added to the file
-  is accepted after the signal, refused before).
+  is accepted after the signal, refused before). A thread reads the file, at start too:
+  for a few milliseconds after the port opens every torrent is refused, so `ready`
+  waits until a whitelisted torrent is accepted.
+- Its query parser does not read "+" as a space: an info_hash with a 0x20 byte must be
+  sent as %20, as aria2 (measured) and transmission do.
 - It tells clients to announce every ~30 min (min interval ~15 min); that is compiled in.
   Clients use aria2's --bt-tracker-interval (tracker.announce_interval) instead, and the
   seed re-registers at once after a tracker restart through Seeder.reannounce().
@@ -122,8 +126,9 @@ class Tracker:
 
     Whitelist changes: `set_infohashes()` rewrites the list and returns True when the
     running tracker must reread it; the session then sends `reload_signal` (SIGHUP) to
-    the child through the supervisor. Do that before the seeder adds the torrents: a
-    refused announce is retried by transmission only after 20 s, then minutes.
+    the child through the supervisor and awaits `wait_whitelisted(new hashes)` (the
+    reread happens in a thread, a moment later). All that before the seeder adds the
+    torrents: transmission retries a refused announce only after 20 s, then minutes.
 
     After the tracker (re)starts it knows no peers: its ChildSpec's `started` is left
     for the session to set to the seeder's reannounce, so that clients find the seed at
@@ -221,10 +226,12 @@ class Tracker:
         opentracker listens before it has read its whitelist (a thread reads it), and
         refuses every torrent until then: transmission would retry only after 20 s.
         """
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         await self._wait_port(deadline)
-        await self.wait_whitelisted(self._written or [],
-                                    max(0.0, deadline - asyncio.get_running_loop().time()))
+        # One file read loads every hash: asking about one of them is enough.
+        await self.wait_whitelisted((self._written or [])[:1],
+                                    max(0.0, deadline - loop.time()))
 
     async def _wait_port(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -251,7 +258,7 @@ class Tracker:
         set_infohashes and SIGHUP: it rereads the file in a thread, a moment later);
         raise TimeoutError if it does not within `timeout` seconds. Other kinds: at once.
 
-        Asks with a "stopped" announce, which changes nothing in the tracker.
+        Asks with an announce of a peer that leaves again at once (see _accepts).
         """
         if self.kind != "opentracker":
             return
@@ -274,12 +281,22 @@ class Tracker:
             await asyncio.sleep(0.05)
 
     async def _accepts(self, infohash: str) -> bool:
+        # Only a "started" announce meets the whitelist ("stopped" is answered for any
+        # hash). The probe peer, host_ip port 1 (nothing listens there), leaves again
+        # at once; a client announcing in between may be told about it, and fails to
+        # connect to it.
+        peer_id = b"-BT0000-" + secrets.token_bytes(12)
+        accepted = await self._announce(infohash, peer_id, "started")
+        if accepted:
+            await self._announce(infohash, peer_id, "stopped")
+        return accepted
+
+    async def _announce(self, infohash: str, peer_id: bytes, event: str) -> bool:
         query = urllib.parse.urlencode({
-            "info_hash": bytes.fromhex(infohash),
-            "peer_id": b"-BT0000-" + secrets.token_bytes(12),
-            # A port no seed uses: "stopped" then removes nothing.
-            "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": "stopped",
-        })
+            "info_hash": bytes.fromhex(infohash), "peer_id": peer_id, "port": 1,
+            "uploaded": 0, "downloaded": 0, "left": 1, "numwant": 0, "compact": 1,
+            "event": event,
+        }, quote_via=urllib.parse.quote)  # opentracker reads "+" as "+", not a space
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port), 2.0)
         try:
@@ -291,6 +308,5 @@ class Tracker:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        head, _, body = reply.partition(b"\r\n\r\n")
-        return head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0] and (
-            b"failure reason" not in body)
+        status, _, rest = reply.partition(b"\r\n")
+        return b" 200 " in status and b"failure reason" not in rest

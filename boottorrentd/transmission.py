@@ -71,6 +71,10 @@ _FIELDS = ["hashString", "name", "status", "percentDone", "peersConnected", "upl
            "rateUpload", "errorString", "error"]
 
 
+class SeederUnavailable(BootTorrentError):
+    """transmission does not answer its RPC (it is starting, restarting or gone)."""
+
+
 @dataclass(frozen=True)
 class TorrentStats:
     infohash: str
@@ -248,7 +252,13 @@ class Seeder:
 
     async def _rpc(self, call: Callable[[transmission_rpc.Client], T]) -> T:
         # transmission-rpc blocks on HTTP: keep it off the event loop.
-        return await asyncio.to_thread(self._locked, call)
+        try:
+            return await asyncio.to_thread(self._locked, call)
+        except TransmissionConnectError as e:
+            raise SeederUnavailable(
+                f"the seed (transmission-daemon) does not answer on {RPC_HOST}:{self.rpc_port}: "
+                f"{e}; the supervisor restarts it, see its log lines in the journal"
+            ) from e
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Return once transmission answers RPC (a fresh connection); raise if it does not
@@ -294,9 +304,8 @@ class Seeder:
             return
         try:
             await self._sync()
-        except TransmissionConnectError as e:
-            log.warning("transmission is not reachable (%s); its restart applies the "
-                        "torrent list", e)
+        except SeederUnavailable as e:
+            log.warning("%s; the torrent list is applied when it is back", e)
 
     async def restore(self) -> None:
         """The `started` hook: after a (re)start, seed the wanted set again. transmission
@@ -376,8 +385,12 @@ class Seeder:
                     entry = self._wanted.get(h)
                     where = entry.path if entry else self.download_dir / t.name
                     why = (f"the files in {where} do not match the torrent "
-                           f"({t.percent_done:.0%} verified); not seeding it. Remove the OS "
-                           "and add it again")
+                           f"({t.percent_done:.0%} verified), so it is not seeded; restore "
+                           "them, or remove the OS and add it again")
+                    if self.user and t.percent_done == 0:
+                        # Nothing readable looks like nothing matching.
+                        why += (f" (or the seed's user {self.user} cannot read them: "
+                                "the folder must be readable by it)")
                     self._refused[h] = why
                     log.error("%s: %s", t.name, why)
             # Removed meanwhile (by a restart of transmission, say): nothing to wait for.
@@ -387,7 +400,8 @@ class Seeder:
     # --- state ---------------------------------------------------------------------------
 
     async def stats(self) -> list[TorrentStats]:
-        """Every torrent transmission has, as it reports it now."""
+        """Every torrent transmission has, as it reports it now; SeederUnavailable while
+        transmission does not answer."""
         torrents = await self._rpc(lambda c: c.get_torrents(arguments=_FIELDS))
         return [
             TorrentStats(
@@ -415,9 +429,9 @@ class Seeder:
             return
         try:
             await self._reannounce(self.announce_url)
-        except TransmissionConnectError as e:
-            # transmission is restarting; its `started` hook announces every torrent.
-            log.warning("cannot reannounce, transmission is not reachable: %s", e)
+        except SeederUnavailable as e:
+            # Its `started` hook announces every torrent when it is back.
+            log.warning("cannot reannounce: %s", e)
 
     async def _reannounce(self, base: str) -> None:
         other = f"{base}{'&' if '?' in base else '?'}{REANNOUNCE_PARAM}"

@@ -139,6 +139,8 @@ class Supervisor:
             if child.process.returncode is None:
                 child.process.kill()
                 await child.process.wait()
+            if child.pump is not None:
+                await asyncio.wait([child.pump], timeout=1)
             raise RuntimeError(f"{spec.name} did not become ready: {e or type(e).__name__}") from e
         child.state = "running"
         self.on_change()

@@ -1,6 +1,7 @@
 """The supervisor with real child processes."""
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -48,15 +49,25 @@ def test_a_killed_child_is_restarted_within_a_second_and_counted(tmp_path):
 
 def test_a_crashing_child_backs_off_exponentially(tmp_path):
     async def scenario():
+        starts: list[float] = []
         sup = Supervisor(tmp_path / "children.json", lambda: None)
         child = await sup.start(ChildSpec("crasher", ["sh", "-c", "sleep 0.05; exit 3"]))
-        await asyncio.sleep(2.2)
-        # Retries at +0.5 s, +1.5 s, then +3.5 s: two restarts in 2.2 s, not dozens.
-        assert child.restarts == 2
-        assert child.last_exit == "exit code 3"
-        await sup.stop()
+        starts.append(child.started_at)
 
-    asyncio.run(scenario())
+        def restarted() -> bool:
+            if child.started_at != starts[-1]:
+                starts.append(child.started_at)
+            return len(starts) == 4
+
+        await wait_for(restarted, timeout=15)
+        await sup.stop()
+        return child, [b - a for a, b in itertools.pairwise(starts)]
+
+    child, gaps = asyncio.run(scenario())
+    assert child.last_exit == "exit code 3"
+    assert gaps[0] < 1.0, "the first retry comes within a second"
+    # Each wait doubles: about 0.5 s, 1 s, 2 s (plus the child's own 0.05 s).
+    assert gaps[1] > 1.6 * gaps[0] and gaps[2] > 1.6 * gaps[1], gaps
 
 
 def test_child_output_is_logged_under_its_own_identifier(tmp_path, caplog):

@@ -8,7 +8,7 @@ VENV := .venv
 APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	python3-aiohttp python3-pyroute2 dbus systemd util-linux iproute2 curl \
 	dnsmasq-base transmission-daemon transmission-cli opentracker aria2 ipxe \
-	busybox-static udhcpc
+	busybox-static udhcpc debootstrap systemd-container
 
 .PHONY: deps apt venv test unit integration demo lint clean
 
@@ -39,6 +39,11 @@ demo: deps
 
 lint: deps
 	$(VENV)/bin/ruff check .
+
+# The Debian package, built in a cached Debian trixie root (packaging/build-deb.sh).
+.PHONY: deb
+deb: apt
+	packaging/build-deb.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

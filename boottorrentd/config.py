@@ -561,7 +561,8 @@ class TrackerSection:
 
 @dataclass(frozen=True)
 class SeederSection:
-    peer_port: int = _key(51413, "BitTorrent port of the server's seeder on host_ip.", **_PORT)
+    # Not transmission's own 51413: Debian's transmission-daemon service may hold it.
+    peer_port: int = _key(51420, "BitTorrent port of the server's seeder on host_ip.", **_PORT)
     upload_limit_kbps: int = _key(
         0, "Upload limit of the server's seeder in kB/s; 0 is unlimited.", minimum=0
     )

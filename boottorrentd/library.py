@@ -145,8 +145,14 @@ class Library:
     ) -> OSEntry:
         report = progress or (lambda *_: None)
         if not source.is_dir():
+            hint = ("; under systemd the daemon has a private /tmp and /var/tmp: put the OS "
+                    "elsewhere" if str(source).startswith(("/tmp/", "/var/tmp/")) else "")
             raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
-                                  "folder; give the folder that holds the OS's files")
+                                  f"folder; give the folder that holds the OS's files{hint}")
+        if link and config_values:
+            raise InvalidArgument(
+                "--link uses the folder as it is, so it needs its own config.yaml; drop "
+                "--method/--kernel/... or add the OS without --link")
         config_text, spec = _describe(name, source, config_values)
         for other in self.entries.values():
             if other.spec.dispname == spec.dispname:

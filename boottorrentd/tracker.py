@@ -187,7 +187,12 @@ class Tracker:
         argv = [binary, "-i", self.host, "-p", port, "-P", port,
                 "-d", str(self.runtime_dir), "-w", WHITELIST_NAME]
         if self.user:
-            argv += ["-u", self.user]
+            # Started as root, opentracker insists on chroot(2), which the hardened unit
+            # does not grant; started as the user it needs no privilege at all.
+            entry = pwd.getpwnam(self.user)
+            setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+            argv = [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
+                    "--init-groups", "--", *argv]
         return argv
 
     def _hefur_argv(self) -> list[str]:

@@ -281,3 +281,61 @@ def boot_json(entry: OSEntry, cfg: Config, *, server: str) -> dict:
         "report_url": f"http://{server}/api/v1/clients/{{mac}}/events",
         "report_interval": cfg.client.report_interval,
     }
+
+
+_ENV_PREFIX = "BT"
+
+
+def shell_quote(value: str) -> str:
+    """`value` as one single-quoted POSIX shell word (nothing inside is expanded)."""
+    if "\0" in value:
+        raise ValueError("a shell value cannot hold a NUL character")
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _env_value(value: object, name: str) -> str:
+    if isinstance(value, bool):
+        return _flag(value)
+    if value is None:
+        return ""
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise TypeError(f"{name}: boot.env has no form for {type(value).__name__} values")
+
+
+def _flatten(prefix: str, data: Mapping, out: dict[str, str]) -> None:
+    for key, value in data.items():
+        name = f"{prefix}_{re.sub(r'[^A-Za-z0-9]', '_', str(key)).upper()}"
+        if isinstance(value, Mapping):
+            _flatten(name, value, out)
+            continue
+        if name in out:
+            # Keys differing only in punctuation or case would overwrite each other.
+            raise ValueError(f"boot.env: two keys become {name}")
+        out[name] = _env_value(value, name)
+
+
+def boot_env(entry: OSEntry, cfg: Config, *, server: str) -> str:
+    """`boot_json` as shell assignments, for the busybox client, which cannot parse JSON.
+
+    Every key of boot.json becomes BT_<KEY> (nested ones BT_<KEY>_<SUBKEY>, e.g.
+    BT_SPEC_KERNEL, BT_ARIA2_BT_ENABLE_LPD), every value a single-quoted word, so that
+    `. boot.env` runs nothing. BT_ARIA2_OPTS adds the aria2 options as `--name=value`
+    arguments, ready to be split into words.
+    """
+    doc = boot_json(entry, cfg, server=server)
+    values: dict[str, str] = {}
+    _flatten(_ENV_PREFIX, doc, values)
+    opts = []
+    for key, value in doc["aria2"].items():
+        text = _env_value(value, key)
+        if not text or any(ch.isspace() for ch in text + key):
+            # The option list is split on whitespace by the client.
+            raise ValueError(f"aria2 option {key}={text!r} cannot be passed as one word")
+        opts.append(f"--{key}={text}")
+    if f"{_ENV_PREFIX}_ARIA2_OPTS" in values:
+        raise ValueError(f"boot.env: {_ENV_PREFIX}_ARIA2_OPTS is taken by an aria2 option")
+    values[f"{_ENV_PREFIX}_ARIA2_OPTS"] = " ".join(opts)
+    lines = ["# BootTorrent boot spec for phase-1; read it with: . ./boot.env"]
+    lines += [f"{name}={shell_quote(value)}" for name, value in values.items()]
+    return "\n".join(lines) + "\n"

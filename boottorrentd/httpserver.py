@@ -7,6 +7,7 @@ Routes (every 4xx carries a reason a person can act on):
     GET  /phase1/{vmlinuz,initrd.img}  the phase-1 image, from phase1_dir
     GET  /torrents/{name}.torrent      an OS's torrent
     GET  /os/{name}/boot.json          what phase-1 needs to fetch and start an OS
+    GET  /os/{name}/boot.env           the same as shell assignments, for busybox sh
     POST /api/v1/clients/{mac}/events  a machine's progress report (JSON, at most 16 KiB)
 
 The decisions are bootplan's and the client state the registry's; this module only
@@ -31,7 +32,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .bootplan import boot_json, normalize_mac, plan_boot, render_chain, render_ipxe
+from .bootplan import boot_env, boot_json, normalize_mac, plan_boot, render_chain, render_ipxe
 from .clients import Registry
 from .config import Config
 from .library import NAME_RE, OSEntry
@@ -112,6 +113,7 @@ class BootServer:
         app.router.add_get("/phase1/{file}", self._phase1)
         app.router.add_get(r"/torrents/{name:[^/]+}.torrent", self._torrent)
         app.router.add_get("/os/{name}/boot.json", self._boot_json)
+        app.router.add_get("/os/{name}/boot.env", self._boot_env)
         app.router.add_post("/api/v1/clients/{mac}/events", self._events)
         return app
 
@@ -213,6 +215,11 @@ class BootServer:
     async def _boot_json(self, request: web.Request) -> web.Response:
         entry = self._entry(request.match_info["name"])
         return web.json_response(boot_json(entry, self.cfg, server=self.server_address))
+
+    async def _boot_env(self, request: web.Request) -> web.Response:
+        entry = self._entry(request.match_info["name"])
+        return web.Response(text=boot_env(entry, self.cfg, server=self.server_address),
+                            content_type="text/plain", charset="utf-8")
 
     async def _events(self, request: web.Request) -> web.Response:
         # The reporter is a script on the client: errors come back as JSON it can print.

@@ -88,8 +88,9 @@ AGENT_APPLETS = (
     "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sleep", "sort", "switch_root",
     "sync", "tail", "timeout", "tr", "udhcpc", "umount", "uniq", "wc", "wget",
 )
-# Programs besides busybox, found on PATH, placed at their own paths.
-PROGRAMS = ("aria2c", "kexec")
+# Programs besides busybox (name -> the Debian package that has it), found on PATH and
+# placed at their own paths.
+PROGRAMS = {"aria2c": "aria2", "kexec": "kexec-tools"}
 # Where the agent's scripts go in the initrd (source name in boottorrentd/agent -> path).
 AGENT_FILES = {
     "init": "init",
@@ -203,7 +204,8 @@ class Archive:
 
     def size(self) -> int:
         """The uncompressed archive's size in bytes."""
-        return sum(len(chunk) for chunk in cpio_newc(self.nodes, data=False))
+        files = sum(len(node.data) for node in self.nodes.values())
+        return files + sum(len(chunk) for chunk in cpio_newc(self.nodes, data=False))
 
     def chunks(self) -> Iterator[bytes]:
         return cpio_newc(self.nodes)
@@ -232,15 +234,16 @@ def cpio_newc(nodes: Mapping[str, Node], *, data: bool = True) -> Iterator[bytes
 
     Members come sorted by path (a folder sorts before what it holds, which the kernel's
     unpacker needs: it creates no missing parents), with inode numbers in that order and
-    zero times, owners and devices. `data=False` yields the archive with each file's
-    content replaced by its length in zero bytes' place (for sizing without copying).
+    zero times, owners and devices. `data=False` leaves the files' contents out (their
+    padding stays), for sizing the archive without copying it.
     """
     for ino, path in enumerate(sorted(nodes), start=1):
         node = nodes[path]
         nlink = 2 if stat.S_ISDIR(node.mode) else 1
         yield _newc_header(ino, node.mode, nlink, len(node.data), node.rdev, path.encode())
         if node.data:
-            yield node.data if data else b"\0" * len(node.data)
+            if data:
+                yield node.data
             yield _pad(len(node.data))
     yield _newc_header(0, 0, 1, 0, (0, 0), b"TRAILER!!!")
 
@@ -714,15 +717,27 @@ def _compress(chunks: Iterable[bytes], total: int, out: Path, method: str,
             progress(fed / total)
 
 
-def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    buf = bytearray()
+def _rechunk(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+    """About _CHUNK bytes at a time: few writes for the many small headers, and steady
+    progress through big files."""
+    pending: list[bytes] = []
+    size = 0
     for chunk in chunks:
-        buf += chunk
-        while len(buf) >= _CHUNK:
-            yield bytes(buf[:_CHUNK])
-            del buf[:_CHUNK]
-    if buf:
-        yield bytes(buf)
+        if len(chunk) >= _CHUNK:
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            view = memoryview(chunk)
+            for start in range(0, len(view), _CHUNK):
+                yield view[start:start + _CHUNK]
+            continue
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= _CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 # --- build -----------------------------------------------------------------------------------
@@ -735,14 +750,19 @@ _STEPS = {"kernel": 0.02, "modules": 0.08, "programs": 0.14, "agent": 0.15, "com
 class _Reporter:
     def __init__(self, callback: Progress | None) -> None:
         self.callback = callback
-        self.start = 0.0
+        self.last: tuple[str, float] = ("", -1.0)
 
     def step(self, name: str, fraction: float = 0.0) -> None:
         if self.callback is None:
             return
         end = _STEPS[name]
         begin = max((v for v in _STEPS.values() if v < end), default=0.0)
-        self.callback(name, begin + (end - begin) * min(max(fraction, 0.0), 1.0))
+        overall = begin + (end - begin) * min(max(fraction, 0.0), 1.0)
+        # Every call may become a D-Bus signal: new steps and whole percents only.
+        if name == self.last[0] and overall - self.last[1] < 0.01 and overall < 1.0:
+            return
+        self.last = (name, overall)
+        self.callback(name, overall)
 
 
 def agent_dir() -> Path:
@@ -925,8 +945,7 @@ def _add_programs(archive: Archive) -> list[Path]:
         archive.add_dir(folder)
     used = [Path(busybox)]
     programs = []
-    for name in PROGRAMS:
-        package = {"aria2c": "aria2", "kexec": "kexec-tools"}[name]
+    for name, package in PROGRAMS.items():
         path = Path(_need_tool(name, package))
         programs.append(path)
         # At its own path, so that PATH order and any $ORIGIN in it behave as on the host.

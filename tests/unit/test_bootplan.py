@@ -354,3 +354,36 @@ def test_boot_json_holds_what_phase1_needs():
         "report_url": f"http://{SERVER}/api/v1/clients/{{mac}}/events",
         "report_interval": 2,
     }
+
+
+# --- boot.env --------------------------------------------------------------------------------
+
+
+def test_boot_env_renders_boot_json_as_single_quoted_shell_assignments():
+    from boottorrentd.bootplan import boot_env
+
+    config = Config(boottorrent=BootSection(seed_time=45),
+                    tracker=TrackerSection(announce_interval=20))
+    text = boot_env(entry(), config, server=SERVER)
+    lines = text.splitlines()
+    assert lines[0].startswith("#")
+    assert "BT_NAME='debian12'" in lines
+    assert "BT_SPEC_KERNEL='vmlinuz'" in lines
+    assert "BT_SPEC_CMDLINE='quiet'" in lines
+    assert "BT_SEED_TIME='45'" in lines
+    assert "BT_ARIA2_BT_TRACKER_INTERVAL='20'" in lines
+    assert f"BT_TORRENT_URL='http://{SERVER}/torrents/debian12.torrent'" in lines
+    assert any(line.startswith("BT_ARIA2_OPTS='--bt-enable-lpd=false ") for line in lines)
+    assert all(re.fullmatch(r"BT_[A-Z0-9_]+='[^']*'", line) for line in lines[1:])
+
+
+def test_boot_env_quotes_a_single_quote_in_a_value():
+    from boottorrentd.bootplan import boot_env
+
+    spec = OSSpec("Bob's OS", "kexec", {"kernel": "vmlinuz", "initrd": "initrd.img",
+                                        "cmdline": "a='b c'"})
+    e = entry()
+    e = OSEntry(e.name, e.path, e.linked, spec, e.torrent_path, e.torrent)
+    lines = boot_env(e, Config(boottorrent=BootSection()), server=SERVER).splitlines()
+    assert "BT_DISPNAME='Bob'\\''s OS'" in lines
+    assert "BT_SPEC_CMDLINE='a='\\''b c'\\'''" in lines

@@ -945,18 +945,14 @@ def _check_together(cfg: Config, source: str) -> None:
                 )
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a configuration file."""
+def read_yaml_file(path: Path, missing_hint: str) -> object:
+    """Read and safe-load a YAML file; every failure is a ConfigError with its fix
+    (`missing_hint` says what to do when the file does not exist)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            source,
-            "",
-            f"no such file; create it, e.g. `cp {EXAMPLE_PATH} {source}` or "
-            f"`boottorrentd --print-default-config > {source}`, and adjust it",
-        ) from None
+        raise ConfigError(source, "", f"no such file; {missing_hint}") from None
     except IsADirectoryError:
         raise ConfigError(source, "", "is a directory; give the path of the YAML file") from None
     except PermissionError:
@@ -967,7 +963,18 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             source, "", f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
-    return parse_config(load_yaml(text, source), source)
+    return load_yaml(text, source)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a configuration file."""
+    source = str(path)
+    data = read_yaml_file(
+        path,
+        f"create it, e.g. `cp {EXAMPLE_PATH} {source}` or "
+        f"`boottorrentd --print-default-config > {source}`, and adjust it",
+    )
+    return parse_config(data, source)
 
 
 # --- writing ---------------------------------------------------------------------------------

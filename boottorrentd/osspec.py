@@ -22,7 +22,7 @@ from .config import (
     comment,
     describe,
     did_you_mean,
-    load_yaml,
+    read_yaml_file,
     write_eg,
     yaml_scalar,
 )
@@ -429,28 +429,13 @@ def load_os_config(folder: Path, default_dispname: str | None = None) -> OSSpec:
     """Read and validate `folder`/config.yaml."""
     folder = Path(folder)
     path = folder / CONFIG_NAME
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        hint = (
-            "the folder does not exist; add the OS with `boottorrentctl add-os NAME DIR`"
-            if not folder.is_dir()
-            else 'create it with at least dispname and method (e.g. "method: kexec" with '
-            "kernel and initrd), or add the OS with `boottorrentctl add-os NAME DIR`"
-        )
-        raise ConfigError(source, "", f"no such file; {hint}") from None
-    except IsADirectoryError:
-        raise ConfigError(source, "", "is a directory; it must be a YAML file") from None
-    except PermissionError:
-        raise ConfigError(
-            source, "", "cannot read it: permission denied; make it readable by the daemon"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            source, "", f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from None
-    return _validate(load_yaml(text, source), folder, source, default_dispname)
+    hint = (
+        "the folder does not exist; add the OS with `boottorrentctl add-os NAME DIR`"
+        if not folder.is_dir()
+        else 'create it with at least dispname and method (e.g. "method: kexec" with '
+        "kernel and initrd), or add the OS with `boottorrentctl add-os NAME DIR`"
+    )
+    return _validate(read_yaml_file(path, hint), folder, str(path), default_dispname)
 
 
 def render_os_config(

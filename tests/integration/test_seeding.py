@@ -270,7 +270,9 @@ def site(lan: Lan, tmp_path: Path) -> Iterator[Site]:
     state = tmp_path / "state"
     library = Library(state)
     library.load()
-    tracker = Tracker(cfg, tmp_path / "run" / "tracker", user="nobody")
+    # The tracker runs as nobody, who must reach its folder: not pytest's 0700 tmp_path.
+    run = world_readable_tmpdir("bt-seeding-run-")
+    tracker = Tracker(cfg, run / "tracker", user="nobody")
     seeder = Seeder(cfg, tmp_path / "run" / "transmission", library.oss_dir,
                     announce_url=tracker.announce_url)
     s = Site(lan, tmp_path, loop, srv, probe, cfg, library, tracker, seeder)
@@ -280,6 +282,7 @@ def site(lan: Lan, tmp_path: Path) -> Iterator[Site]:
         print(s.logs())  # shown by pytest when the test failed
         seeder.close()
         loop.close()
+        shutil.rmtree(run, ignore_errors=True)
         # lan.close() (the fixture) stops the children: they are srv's processes.
 
 

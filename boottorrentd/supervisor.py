@@ -87,20 +87,21 @@ class Supervisor:
         except (FileNotFoundError, ValueError):
             return
         for name, entry in recorded.items():
-            pid, argv0 = entry["pid"], entry["argv0"]
+            pid, argv = entry["pid"], entry["argv"]
             try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+                program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            # A recycled PID belongs to someone else: only kill our own program.
-            if cmdline == argv0:
+            # A recycled PID belongs to someone else: only kill our own program. It is in
+            # our argv, first or after a wrapper such as setpriv that exec'd it.
+            if program in argv:
                 log.warning("killing %s (pid %d) left by a previous boottorrentd", name, pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
 
     def _record_pids(self) -> None:
-        data = {n: {"pid": c.pid, "argv0": c.spec.argv[0]}
+        data = {n: {"pid": c.pid, "argv": c.spec.argv}
                 for n, c in self.children.items() if c.pid}
         tmp = self.pidfile.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))

@@ -114,8 +114,10 @@ def test_leftovers_of_a_killed_daemon_are_killed_by_pid_and_program_only(tmp_pat
     ours = subprocess.Popen(["sleep", "601"])
     other = subprocess.Popen(["cat"], stdin=subprocess.PIPE)
     pidfile = tmp_path / "children.json"
-    pidfile.write_text(json.dumps({"tracker": {"pid": ours.pid, "argv0": "sleep"},
-                                   "dnsmasq": {"pid": other.pid, "argv0": "dnsmasq"}}))
+    pidfile.write_text(json.dumps({
+        # Started through a wrapper that exec'd it: the program is later in the argv.
+        "tracker": {"pid": ours.pid, "argv": ["setpriv", "--reuid=65534", "--", "sleep"]},
+        "dnsmasq": {"pid": other.pid, "argv": ["dnsmasq", "--conf-file=x"]}}))
     Supervisor(pidfile, lambda: None).kill_leftovers()
     assert ours.wait(5) == -signal.SIGKILL
     assert other.poll() is None, "a process that is not ours must be left alone"

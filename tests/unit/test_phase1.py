@@ -74,7 +74,6 @@ def test_the_archive_reads_back_with_modes_normalised():
     assert members["init"].data == b"#!/bin/sh\necho hi\n"
 
 
-@pytest.mark.skipif(shutil.which("cpio") is None, reason="needs cpio")
 def test_gnu_cpio_lists_the_archive(tmp_path):
     listing = subprocess.run(["cpio", "-it", "--quiet"], input=b"".join(sample().chunks()),
                              capture_output=True, check=True).stdout.decode().split()
@@ -216,7 +215,6 @@ def ldd(binary: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.skipif(shutil.which("aria2c") is None, reason="needs aria2 (apt install aria2)")
 def test_aria2c_libraries_are_those_the_loader_finds():
     aria2c = shutil.which("aria2c")
     assert aria2c is not None

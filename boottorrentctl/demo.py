@@ -1,71 +1,168 @@
-"""`make demo`: the daemon on a private bus, a sample OS added, then status and list-os.
+"""`make demo`: build a small OS from this host, then boot three QEMU machines from the swarm.
 
-Runs as root on a fresh machine after `make deps`; touches nothing of the host's own
-services and removes what it made.
+The demo OS is the host's own kernel and a tiny busybox initramfs (method kexec). Its init
+gets an address, tells the daemon it is up (stage "booted"), prints a marker line on the
+serial console and powers the machine off. `boottorrentctl lab` then runs the whole
+mission on a virtual LAN: PXE, iPXE, phase-1, BitTorrent among the clients, kexec.
+
+The initramfs is put together with phase-1's own archive and module helpers
+(boottorrentd.phase1): one cpio writer and one module resolver in the project.
 """
 
-import hashlib
+from __future__ import annotations
+
+import argparse
+import gzip
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from boottorrentd.config import default_config_text
+from boottorrentd import phase1
 
-from .harness import DaemonProcess, PrivateBus, venv_bin
+BUSYBOX = Path("/bin/busybox")
+MODULES = Path("/lib/modules")
+MARKER = "BOOTTORRENT-DEMO-OK"
+# The NIC of the lab's virtual machines; a real lab would need more (phase-1 has them).
+VIRTIO_NET_MODULES = ("virtio_pci", "virtio_net")
+# The lab's boot HTTP port: the demo OS reports to it (see lab.HTTP_PORT).
+DEFAULT_REPORT_PORT = 8080
 
-SAMPLE_SIZE = 48 << 20
+
+def add_busybox(archive: phase1.Archive) -> None:
+    """busybox-static as /bin/busybox with /bin/sh; init installs the other applets."""
+    # A dynamic busybox would need its libraries too; busybox-static needs nothing.
+    probe = subprocess.run(["ldd", str(BUSYBOX)], capture_output=True, text=True)
+    if not BUSYBOX.exists() or "not a dynamic" not in probe.stdout + probe.stderr:
+        raise RuntimeError(f"{BUSYBOX} is not a static busybox; install busybox-static")
+    archive.add_file("bin/busybox", BUSYBOX.read_bytes(), executable=True)
+    archive.add_symlink("bin/sh", "busybox")
+    for folder in ("dev", "proc", "sys", "tmp", "run", "sbin", "etc", "root"):
+        archive.add_dir(folder)
 
 
-def make_sample_os(folder: Path) -> None:
-    """A `bin` OS: a script and a disk image of pseudo-random bytes (the same every run)."""
-    folder.mkdir(parents=True)
-    hello = folder / "hello.sh"
-    hello.write_text("#!/bin/sh\necho 'Hello from an OS delivered over BitTorrent'\n")
-    hello.chmod(0o755)
-    block = hashlib.sha256(b"boottorrent demo").digest() * (1 << 15)  # 1 MiB
-    with open(folder / "rootfs.img", "wb") as f:
-        for i in range(SAMPLE_SIZE // len(block)):
-            f.write(hashlib.sha256(i.to_bytes(4, "big")).digest() + block[32:])
+def add_modules(archive: phase1.Archive, kernel_version: str, names: tuple[str, ...]) -> None:
+    """The modules and what they need, decompressed (busybox insmod reads plain ELF), plus
+    lib/modules/load-order: their file names, dependencies first."""
+    base = MODULES / kernel_version
+    dep = phase1.parse_modules_dep((base / "modules.dep").read_text())
+    builtin = (base / "modules.builtin").read_text().split()
+    paths, missing = phase1.resolve_modules(dep, names, builtin)
+    if missing:
+        raise RuntimeError(f"kernel {kernel_version} has no module {', '.join(missing)}")
+    files = [f"{phase1.module_name(p)}.ko" for p in paths]
+    for path, file in zip(paths, files, strict=True):
+        archive.add_file(f"lib/modules/{file}", phase1.decompress_module(base / path))
+    archive.add_file("lib/modules/load-order", "".join(f"{f}\n" for f in files).encode())
+
+
+def write_initrd(archive: phase1.Archive, path: Path) -> int:
+    """The archive as a gzip'd initramfs (the same bytes for the same archive); its size."""
+    data = gzip.compress(b"".join(archive.chunks()), compresslevel=6, mtime=0)
+    path.write_bytes(data)
+    return len(data)
+
+
+# The demo OS's init. It runs as PID 1 of the kexec'd kernel: no udev, no modprobe.
+DEMO_INIT = r"""#!/bin/sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for m in $(cat /lib/modules/load-order); do insmod /lib/modules/$m 2>/dev/null; done
+mac=$(cat /sys/class/net/eth0/address 2>/dev/null)
+ip=none
+# Up and on the network: tell the boot server, so its client object says "booted".
+if [ -n "$mac" ] && ip link set eth0 up &&
+   udhcpc -i eth0 -s /etc/udhcpc.script -t 4 -T 1 -n -q >/dev/null 2>&1; then
+    read ip server < /tmp/lease
+    # timeout, not wget -T: busybox-static 1.35's wget crashes (SIGSEGV) with -T.
+    timeout 5 wget -q -O /dev/null --header "Content-Type: application/json" \
+        --post-data '{"stage":"booted","progress":1}' \
+        "http://$server:@PORT@/api/v1/clients/$mac/events" 2>/dev/null
+fi
+hostname "demo-$(echo "$mac" | tr -d : | tail -c 7)"
+echo "@MARKER@ host=$(hostname) mac=$mac ip=$ip kernel=$(uname -r)"
+echo "@NAME@: booted from the swarm; powering off."
+sync
+poweroff -f
+"""
+
+UDHCPC_SCRIPT = r"""#!/bin/sh
+case "$1" in
+bound|renew)
+    ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}"
+    echo "$ip ${serverid:-$siaddr}" > /tmp/lease
+    ;;
+esac
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class DemoOS:
+    folder: Path
+    name: str
+    marker: str
+    kernel_version: str
+    size_bytes: int
+
+
+def build_demo_os(folder: Path, *, name: str = "demo", marker: str = MARKER,
+                  kernel_version: str | None = None,
+                  report_port: int = DEFAULT_REPORT_PORT) -> DemoOS:
+    """Write a kexec OS folder: the host's kernel, a busybox initramfs, config.yaml.
+
+    Booted, it prints `marker` (followed by host=, mac=, ip=, kernel=) on the serial
+    console and powers off.
+    """
+    version, kernel = phase1.find_kernel(kernel_version)
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = phase1.Archive()
+    add_busybox(archive)
+    add_modules(archive, version, VIRTIO_NET_MODULES)
+    init = (DEMO_INIT.replace("@MARKER@", marker).replace("@NAME@", name)
+            .replace("@PORT@", str(report_port)))
+    archive.add_file("init", init.encode(), executable=True)
+    archive.add_file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), executable=True)
+    shutil.copyfile(kernel, folder / "vmlinuz")
+    write_initrd(archive, folder / "initrd.img")
     (folder / "config.yaml").write_text(
-        "dispname: Demo OS\nmethod: bin\nbin: hello.sh\nbinargs: \"\"\n")
+        f"dispname: BootTorrent demo ({name})\n"
+        "method: kexec\n"
+        "kernel: vmlinuz\n"
+        "initrd: initrd.img\n"
+        # ttyS0 last: that is where the lab reads the marker; panic=-1 turns a broken
+        # init into a reset, which the lab sees as the machine stopping.
+        "cmdline: console=tty0 console=ttyS0 quiet panic=-1\n")
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    return DemoOS(folder, name, marker, version, size)
 
 
-def run(*cmd: str, env: dict[str, str]) -> None:
-    print(f"\n$ {' '.join(cmd)}", flush=True)
-    subprocess.run(cmd, env=env, check=True)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make demo",
+        description="Build a demo OS from this host, then PXE-boot QEMU machines with it "
+        "from the BootTorrent swarm on a virtual LAN (boottorrentctl lab).")
+    parser.add_argument("--clients", type=int, default=3, help="machines to boot (default 3)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the lab running after the boot (prints how to remove it)")
+    args = parser.parse_args(argv)
 
+    from . import lab  # the lab builds the demo OS itself through build_demo_os
 
-def main() -> int:
-    work = Path(tempfile.mkdtemp(prefix="boottorrent-demo-"))
-    config = work / "etc/boottorrent.yaml"
-    config.parent.mkdir(parents=True)
-    config.write_text(default_config_text())
-    daemon = DaemonProcess(config, work / "state", work / "run")
-    try:
-        with PrivateBus() as bus:
-            env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
-            env.pop("NOTIFY_SOCKET", None)
-            print(f"Private system bus: {bus.address}")
-            daemon.start(env)
-            print(f"boottorrentd is running (pid {daemon.process.pid}), state in {work / 'state'}")
-            make_sample_os(work / "sample")
-            ctl = venv_bin("boottorrentctl")
-            run(ctl, "add-os", "demo", str(work / "sample"), env=env)
-            run(ctl, "status", env=env)
-            run(ctl, "list-os", env=env)
-            run("busctl", f"--address={bus.address}", "tree", "org.boottorrent1", env=env)
-            print("\nAnother tool reads the torrent the daemon made:")
-            run("transmission-show", str(work / "state/torrents/demo.torrent"), env=env)
-            code, _ = daemon.stop()
-            print(f"\nboottorrentd stopped cleanly (exit {code}).")
-            return code
-    finally:
-        if daemon.process is not None:
-            daemon.kill()
-        shutil.rmtree(work, ignore_errors=True)
+    if os.geteuid() != 0:
+        print("make demo needs root: it creates network namespaces, a bridge and tap "
+              "devices. Run: sudo make demo", file=sys.stderr)
+        return 1
+    print("BootTorrent demo: a virtual lab of QEMU machines boots an OS built from this host,\n"
+          "fetching it from each other over BitTorrent.\n", flush=True)
+    lab_args = lab.build_parser().parse_args(["--clients", str(args.clients)]
+                                             + (["--keep"] if args.keep else []))
+    return lab.run(lab_args)
 
 
 if __name__ == "__main__":

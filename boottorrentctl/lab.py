@@ -30,9 +30,11 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -136,7 +138,8 @@ class VM:
     index: int
     mac: str
     tap: str
-    console: Path
+    console: Path  # everything the machine wrote on its serial port
+    socket: Path  # the serial port itself: connect to type into the machine's console
     process: subprocess.Popen | None = None
     started: float = 0.0  # time.monotonic() at power-on
     stage_times: dict[str, float] = field(default_factory=dict)  # first seen, since power-on
@@ -317,8 +320,7 @@ class Lab:
                  f"(server); IPv4 {self.subnet}, IPv6 {self.ula} (router advertisements)")
 
     def _router_advertisements(self) -> None:
-        log = open(self.workdir / "ra-dnsmasq.log", "w")  # noqa: SIM115 (closed by the child)
-        with log:
+        with open(self.workdir / "ra-dnsmasq.log", "w") as log:
             self.ra = subprocess.Popen(
                 ["ip", "netns", "exec", self.lan_ns, "dnsmasq", "--keep-in-foreground",
                  "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
@@ -335,7 +337,10 @@ class Lab:
     def _daemon(self) -> None:
         config = self.workdir / "boottorrent.yaml"
         config.write_text(self.config.render(self.host_ip, self.dhcp_range))
-        self.bus = PrivateBus().start()
+        # dbus-daemon warns on stderr that it may not raise its fd limit (harmless here);
+        # into a log file with it, so that it does not clutter the lab's output.
+        with _stderr_to(self.workdir / "dbus-daemon.log"):
+            self.bus = PrivateBus().start()
         self.daemon = DaemonProcess(config, self.state_dir, self.workdir / "run")
         # setsid: Ctrl-C in the terminal reaches the lab, which stops the daemon in order.
         self.daemon.start(self.env, prefix=["setsid", "ip", "netns", "exec", self.srv_ns])
@@ -395,7 +400,7 @@ class Lab:
         if index > 255:
             raise LabError("the lab numbers at most 255 machines")
         vm = VM(index, f"{MAC_PREFIX}:{index:02x}", f"tap{index}",
-                self.workdir / f"vm{index}-console.log")
+                self.workdir / f"vm{index}-console.log", self.workdir / f"vm{index}.sock")
         lan = ("ip", "-n", self.lan_ns)
         sh(*lan, "tuntap", "add", "dev", vm.tap, "mode", "tap")
         sh(*lan, "link", "set", vm.tap, "master", "br0", "up")
@@ -406,10 +411,15 @@ class Lab:
         """Start the machine: PXE from its virtio NIC (iPXE ROM), console to a file."""
         qemu = shutil.which(QEMU) or QEMU
         vm.console.unlink(missing_ok=True)
+        vm.socket.unlink(missing_ok=True)
         cmd = ["ip", "netns", "exec", self.lan_ns, qemu, "-name", vm.name,
                "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "1",
                "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
-               "-serial", f"file:{vm.console}",
+               # A socket to type into (phase-1's rescue shell), logged to a file whether
+               # or not anyone is connected.
+               "-chardev", f"socket,id=serial0,path={vm.socket},server=on,wait=off,"
+               f"logfile={vm.console},logappend=off",
+               "-serial", "chardev:serial0",
                "-netdev", f"tap,id=net0,ifname={vm.tap},script=no,downscript=no",
                "-device", f"virtio-net-pci,netdev=net0,mac={vm.mac}",
                # A reset (phase-1 giving up, a kernel panic) ends the process: the lab
@@ -424,6 +434,14 @@ class Lab:
         vm.marker_at = None
         vm.exit_code = None
         vm.peak_down = vm.peak_up = 0
+
+    def type_into(self, vm: VM, text: str) -> None:
+        """Send `text` to the machine's serial console, as typed on its keyboard."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(vm.socket))
+            sock.sendall(text.encode())
+            # QEMU drops what arrives after the client is gone; give it time to take it.
+            time.sleep(0.5)
 
     def boot(self, count: int = 1) -> list[VM]:
         vms = [self.add_vm() for _ in range(count)]
@@ -486,8 +504,10 @@ class Lab:
                     f"{vm.record.get('error') or 'no reason given'}")
         if vm.exit_code is not None:
             last = vm.last_console_line()
+            qemu = self._qemu_error(vm) if vm.exit_code != 0 else ""
             return (f"{vm.name} ({vm.mac}) stopped (QEMU exit code {vm.exit_code}) at stage "
                     f"{vm.describe_stage()} before reaching its target"
+                    + (f"; QEMU said: {qemu!r}" if qemu else "")
                     + (f"; last console line: {last!r}" if last else "")
                     + f"; console: {vm.console}")
         return None
@@ -529,6 +549,13 @@ class Lab:
                 states = "; ".join(f"{vm.name}: {vm.describe_stage()}" for vm in self.vms)
                 raise LabError(f"timed out after {timeout:.0f} s waiting for {what} ({states})")
             time.sleep(POLL_S)
+
+    def _qemu_error(self, vm: VM) -> str:
+        try:
+            lines = (self.workdir / f"{vm.name}-qemu.log").read_text().strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     def _late(self, vm: VM, marker: str, timeout: float) -> str:
         since = max(vm.stage_times.values(), default=0.0)
@@ -606,8 +633,22 @@ class Lab:
         for ns in reversed(self.namespaces):
             lines.append(f"for p in $(ip netns pids {ns}); do kill -9 $p; done; "
                          f"ip netns del {ns}")
-        lines.append(f"rm -rf {self.workdir}")
+        lines.append(f"rm -rf {self.workdir}" + (f" {self.bus.dir}" if self.bus else ""))
         return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    # Children started inside the block inherit the file as their stderr.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "a") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager
@@ -641,7 +682,9 @@ def _stage_event(record: dict[str, Any]) -> str:
 
 
 def _mb(n: float) -> str:
-    return f"{n / 1e6:.1f} MB"
+    if n >= 100_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n:.0f} B"
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -701,23 +744,23 @@ def _rate(n: int) -> str:
 
 
 def summary(lab: Lab, os_name: str, marker: str) -> list[str]:
-    lines = ["", "Summary (seconds after power-on):",
-             f"  {'VM':<4} {'MAC':<17} {'IP':<15} {'DHCP':>5} {'PHASE-1':>7} {'OS DONE':>7} "
-             f"{'TARGET':>7}  {'DOWNLOADED':>10} {'UPLOADED':>9}"]
+    """The run in numbers: per machine, when each step was first seen, and the bytes."""
+    lines = ["", "Summary, in seconds after power-on (PHASE-1: iPXE fetched the phase-1 kernel; "
+             "AGENT: phase-1 is up; HAS OS: downloaded and verified; TARGET: the OS is up):",
+             f"  {'VM':<4} {'MAC':<17} {'IP':<15} {'PHASE-1':>7} {'AGENT':>6} {'HAS OS':>6} "
+             f"{'TARGET':>6}  {'DOWNLOADED':>10} {'UPLOADED':>9}"]
 
-    def at(vm: VM, stage: str) -> str:
-        t = vm.stage_times.get(stage)
+    def at(t: float | None) -> str:
         return f"{t:.1f}" if t is not None else "-"
 
     for vm in lab.vms:
+        first = vm.stage_times.get
         target = vm.marker_at if marker else min(
             (vm.stage_times[s] for s in TARGET_STAGES if s in vm.stage_times), default=None)
-        done = vm.stage_times.get("seeding", vm.stage_times.get("booting"))
+        has_os = first("seeding", first("booting"))
         lines.append(f"  {vm.name:<4} {vm.mac:<17} {vm.record.get('ip') or '-':<15} "
-                     f"{at(vm, 'dhcp'):>5} {at(vm, 'phase1'):>7} "
-                     f"{f'{done:.1f}' if done is not None else '-':>7} "
-                     f"{f'{target:.1f}' if target is not None else '-':>7}  "
-                     f"{_mb(vm.peak_down):>10} {_mb(vm.peak_up):>9}")
+                     f"{at(first('phase1')):>7} {at(first('downloading')):>6} {at(has_os):>6} "
+                     f"{at(target):>6}  {_mb(vm.peak_down):>10} {_mb(vm.peak_up):>9}")
     down = sum(vm.peak_down for vm in lab.vms)
     up = sum(vm.peak_up for vm in lab.vms)
     seed = None
@@ -725,22 +768,33 @@ def summary(lab: Lab, os_name: str, marker: str) -> list[str]:
         with contextlib.suppress(Exception):
             seed = lab.view.seed_uploaded(os_name)
     lines.append("")
-    if seed is not None:
-        peers = max(down - seed, 0)
-        lines.append(f"  The clients downloaded {_mb(down)} of {os_name}: the server's seed "
-                     f"sent {_mb(seed)}, so ≈ {_mb(peers)} came from the clients themselves "
-                     f"(they report {_mb(up)} uploaded to each other).")
+    size = _os_size(lab, os_name)
+    if seed is not None and size:
+        lines.append(f"  The server's seed sent {_mb(seed)}: {seed / size:.2f} x the OS "
+                     f"({_mb(size)}) for {len(lab.vms)} machine(s). The machines downloaded "
+                     f"{_mb(down)} and report {_mb(up)} uploaded to each other.")
     else:
-        lines.append(f"  The clients downloaded {_mb(down)} and uploaded {_mb(up)} to each "
-                     "other (per their reports).")
+        lines.append(f"  The machines downloaded {_mb(down)} and report {_mb(up)} uploaded "
+                     "to each other.")
     return lines
+
+
+def _os_size(lab: Lab, os_name: str) -> int:
+    folder = lab.state_dir / "oss" / os_name
+    try:
+        return sum(f.stat().st_size for f in folder.resolve().rglob("*")
+                   if f.is_file() and f.name != "config.yaml")
+    except OSError:
+        return 0
 
 
 def resolve_os(spec: str) -> tuple[str, Path]:
     """--os: a folder with a config.yaml, or the name of an OS in the system's library."""
     path = Path(spec)
     if (path / "config.yaml").is_file():
-        return path.resolve().name.lower(), path.resolve()
+        # A library name from the folder's: a-z, 0-9, '.', '_', '-'.
+        name = re.sub(r"[^a-z0-9._-]+", "-", path.resolve().name.lower()).strip("._-")
+        return name or "os", path.resolve()
     library = SYSTEM_LIBRARY / spec
     if (library / "config.yaml").is_file():
         return spec, library
@@ -871,7 +925,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"boottorrentctl lab: {p}", file=sys.stderr)
         return 1
     # SIGTERM (a CI timeout, `kill`) tears down like Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_int = signal.getsignal(signal.SIGINT)
     lab: Lab | None = None
     code = 1
     try:
@@ -891,8 +946,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 _finish(lab, args, code, out)
             finally:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
     return code
 
 
@@ -954,7 +1009,8 @@ def _finish(lab: Lab, args: argparse.Namespace, code: int, out: TextIO) -> None:
         print(f"\nThe lab keeps running (--keep). Talk to its daemon with:\n"
               f"  DBUS_SYSTEM_BUS_ADDRESS={lab.bus.address if lab.bus else '?'} "
               f"boottorrentctl clients\n"
-              f"Consoles: {lab.workdir}/vm*-console.log. Remove it all with: sh {script}",
+              f"Consoles: {lab.workdir}/vm*-console.log (type into one through its socket, "
+              f"vmN.sock, e.g. with socat). Remove it all with: sh {script}",
               file=out)
         return
     print("Tearing the lab down ...", file=out, flush=True)

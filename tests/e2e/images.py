@@ -1,0 +1,77 @@
+"""Small target OSes for the end-to-end tests, one per method; each prints a marker.
+
+All are built from this host (busybox-static, the kernel in /boot) in about a second, so
+the tests need no downloads and stay small enough for TCG.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from boottorrentctl.demo import BUSYBOX, build_demo_os
+
+
+@dataclass(frozen=True)
+class TargetOS:
+    name: str
+    folder: Path
+    marker: str
+
+
+def kexec_os(parent: Path, name: str, marker: str) -> TargetOS:
+    """The demo OS: kernel + busybox initramfs; prints `marker`, reports booted, powers off."""
+    demo = build_demo_os(parent / name, name=name, marker=marker)
+    return TargetOS(name, demo.folder, marker)
+
+
+def bin_os(parent: Path, name: str, marker: str) -> TargetOS:
+    """A `bin` OS: a shell script run by phase-1, which prints `marker` (ending in -OK).
+
+    The marker's first part comes in through binargs, so it proves they arrived; phase-1
+    echoes the arguments it runs the script with, so the script completes the word.
+    """
+    if not marker.endswith("-OK"):
+        raise ValueError(f"the bin OS's marker must end in -OK, got {marker!r}")
+    folder = parent / name
+    folder.mkdir(parents=True)
+    script = folder / "hello.sh"
+    script.write_text("#!/bin/sh\necho \"$1-OK args=$# cwd=$(pwd)\"\n")
+    script.chmod(0o755)
+    (folder / "config.yaml").write_text(
+        f"dispname: E2E bin\nmethod: bin\nbin: hello.sh\n"
+        f"binargs: \"{marker.removesuffix('-OK')} second\"\n")
+    return TargetOS(name, folder, marker)
+
+
+LIVE_INIT = r"""#!/bin/sh
+export PATH=/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+root=$(awk '$2 == "/" { print $3 }' /proc/mounts | tail -n 1)
+echo "@MARKER@ root=$root pid=$$"
+sync
+poweroff -f
+"""
+
+
+def live_os(parent: Path, name: str, marker: str) -> TargetOS:
+    """A `live` OS: a squashfs busybox root whose /sbin/init prints the marker and the
+    filesystem type of / (an overlay in RAM, when phase-1 did its job), then powers off."""
+    folder = parent / name
+    root = parent / f"{name}-root"
+    for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "etc"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "bin/busybox").write_bytes(BUSYBOX.read_bytes())
+    (root / "bin/busybox").chmod(0o755)
+    (root / "bin/sh").symlink_to("busybox")
+    init = root / "sbin/init"
+    init.write_text(LIVE_INIT.replace("@MARKER@", marker))
+    init.chmod(0o755)
+    folder.mkdir(parents=True)
+    subprocess.run(["mksquashfs", str(root), str(folder / "root.squashfs"), "-noappend",
+                    "-all-root", "-quiet", "-no-progress"], check=True, capture_output=True)
+    (folder / "config.yaml").write_text(
+        "dispname: E2E live\nmethod: live\nsquashfs: root.squashfs\ninit: /sbin/init\n")
+    return TargetOS(name, folder, marker)

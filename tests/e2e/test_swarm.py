@@ -1,0 +1,80 @@
+"""BitTorrent among the booting machines: they share the OS, and need no seed once one has it."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from boottorrentctl.lab import Lab, LabConfig
+from tests.e2e.conftest import TIMINGS
+from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
+
+
+def _seed_pid(lab: Lab) -> int:
+    children = {c["name"]: c for c in lab.status()["children"]}
+    return children["transmission"]["pid"]
+
+
+def _process_state(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("State:"):
+            return line.split()[1]
+    return "?"
+
+
+def test_three_clients_boot_the_same_os_at_once_and_upload_to_each_other(make_lab, oses):
+    target = oses["kexec-a"]
+    # The seed sends at most ~1 MB/s, so the machines must trade pieces to finish soon.
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=10,
+                             extra={"seeder": {"upload_limit_kbps": 1000}}))
+    lab.add_os(target.name, target.folder)
+    lab.start_session()
+    vms = lab.boot(3)
+
+    outcome = lab.wait(vms, marker=target.marker, timeout=BOOT_TIMEOUT + 120)
+
+    assert outcome.ok, outcome.problems
+    size = sum(f.stat().st_size for f in target.folder.iterdir() if f.name != "config.yaml")
+    assert all(vm.peak_down >= size for vm in vms), [vm.peak_down for vm in vms]
+    # The daemon refreshes the seed's statistics every 2 s.
+    time.sleep(3)
+    seed = lab.view.seed_uploaded(target.name)
+    uploaded = sum(vm.peak_up for vm in vms)
+    downloaded = sum(vm.peak_down for vm in vms)
+    from_peers = downloaded - seed if seed is not None else 0
+    assert uploaded > 0 or from_peers > size // 10, (
+        f"no BitTorrent among the clients: they report {uploaded} bytes uploaded; the seed "
+        f"sent {seed} of the {downloaded} bytes they downloaded")
+    for vm in vms:
+        TIMINGS.append(timing_line("3 clients at once", vm))
+    TIMINGS.append(f"{'3 clients at once':<34} seed sent {seed} B, clients downloaded "
+                   f"{downloaded} B, reported uploading {uploaded} B to each other")
+
+
+def test_a_late_client_boots_from_its_peers_alone_after_the_seed_is_stopped(make_lab, oses):
+    target = oses["kexec-a"]
+    # vm1 keeps seeding this long after its download: the window vm2 must fetch in.
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=75))
+    lab.add_os(target.name, target.folder)
+    lab.start_session()
+    (vm1,) = lab.boot(1)
+    lab.wait_for(lambda: vm1.stage == "seeding", BOOT_TIMEOUT, "vm1 to have the whole OS")
+    assert vm1.record["progress"] == 1.0
+
+    # SIGSTOP: transmission can send nothing more, and the supervisor, which restarts
+    # children that exit, sees no exit. (The daemon has no switch to stop its seed.)
+    seed = _seed_pid(lab)
+    os.kill(seed, signal.SIGSTOP)
+    try:
+        (vm2,) = lab.boot(1)
+        outcome = lab.wait([vm2], marker=target.marker, timeout=BOOT_TIMEOUT)
+        assert outcome.ok, outcome.problems
+        assert _seed_pid(lab) == seed and _process_state(seed) == "T", \
+            "the seed ran again during the test"
+        size = sum(f.stat().st_size for f in target.folder.iterdir() if f.name != "config.yaml")
+        assert vm2.peak_down >= size
+        TIMINGS.append(timing_line("late client, seed stopped", vm2))
+        TIMINGS.append(f"{'late client, seed stopped':<34} vm1 reported uploading "
+                       f"{vm1.peak_up} B; vm2 downloaded {vm2.peak_down} B")
+    finally:
+        os.kill(seed, signal.SIGCONT)

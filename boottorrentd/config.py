@@ -566,6 +566,13 @@ class SeederSection:
     upload_limit_kbps: int = _key(
         0, "Upload limit of the server's seeder in kB/s; 0 is unlimited.", minimum=0
     )
+    upload_slots: int = _key(
+        14,
+        "How many clients the server's seeder sends to at once (plus one it tries out); "
+        "the others get the OS from those clients.",
+        minimum=1,
+        maximum=1000,
+    )
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class BootServer:
         registry: Registry,
         phase1_dir: Path,
         torrent_file: Callable[[OSEntry], Path] | None = None,
+        on_torrent: Callable[[OSEntry], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -101,6 +102,8 @@ class BootServer:
         self.torrent_file: Callable[[OSEntry], Path] = torrent_file or (
             lambda entry: entry.torrent_path
         )
+        # Told when a machine fetches a torrent: it starts downloading that OS now.
+        self.on_torrent = on_torrent
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -210,6 +213,8 @@ class BootServer:
         if not await asyncio.to_thread(_regular_file, path):
             raise _reason(web.HTTPNotFound,
                           f"the torrent of {entry.name} is missing on the server; re-add the OS")
+        if self.on_torrent is not None:
+            self.on_torrent(entry)
         return web.FileResponse(path, headers={"Content-Type": "application/x-bittorrent"})
 
     async def _boot_json(self, request: web.Request) -> web.Response:

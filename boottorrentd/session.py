@@ -160,6 +160,7 @@ class Session:
             host=cfg.boottorrent.host_ip, port=cfg.http.port, cfg=cfg, library=self.library,
             registry=self.registry, phase1_dir=self.phase1_dir,
             torrent_file=lambda entry: self.dir / "torrents" / f"{entry.name}.torrent",
+            on_torrent=self._download_starting,
         )
         await self.http.start()
 
@@ -167,6 +168,11 @@ class Session:
         dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
+
+    def _download_starting(self, _entry: OSEntry) -> None:
+        # The machine that fetched the torrent connects to the seed within seconds.
+        if self.seeder is not None:
+            self.seeder.expect_peers()
 
     async def _after_tracker_start(self) -> None:
         # A restarted tracker knows no peers; the seed must announce at once, not in 30 min.

@@ -23,12 +23,19 @@ What transmission 3.00 does, and what this module does about it (measured here):
   parameter the tracker ignores). Peers stay connected.
 - transmission rewrites settings.json when it starts (the RPC password becomes a salted
   hash); the plain password stays in this object's memory only.
+- A peer that connects stays choked until transmission's next rechoke, and rechokes come
+  every 10 s (no setting changes that): a booting lab waited 3-12 s for its first byte.
+  Starting any torrent rechokes every torrent at once, though. So while clients join
+  (`expect_peers()`), the seeder watches the seeded torrents' peers and, when one is
+  interested but choked with an upload slot free, restarts a tiny private torrent of its
+  own (no tracker, no data, never in the library: the "rechoke torrent") to rechoke now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -50,7 +57,7 @@ from .config import Config
 from .errors import BootTorrentError
 from .library import OSEntry
 from .supervisor import ChildSpec
-from .torrent import with_announce
+from .torrent import bencode, with_announce
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,24 @@ RPC_PORTS = range(20000, 32768)
 REANNOUNCE_PARAM = "boottorrent-reannounce=1"
 
 CHECKING = ("check pending", "checking")
+# How long after the last client started a download the seeder watches for choked peers,
+# and how often it looks. A client's aria2c is interested about 4 s after it fetched the
+# torrent; a rechoke costs transmission a sort of its peers, so at most one a second.
+JOIN_WINDOW_S = 20.0
+JOIN_POLL_S = 0.5
+RECHOKE_MIN_GAP_S = 1.0
+
+
+def _rechoke_metainfo() -> tuple[bytes, str]:
+    """The rechoke torrent (see the module doc) and its infohash: one byte nobody has,
+    private (no DHT, PEX or LPD) and without a tracker, so starting it contacts no one."""
+    info = {"length": 1, "name": "boottorrent-rechoke", "piece length": 16384,
+            "pieces": hashlib.sha1(b"\0").digest(), "private": 1}
+    raw = bencode(info)
+    return bencode({"info": info}), hashlib.sha1(raw).hexdigest()
+
+
+RECHOKE_TORRENT, RECHOKE_HASH = _rechoke_metainfo()
 _FIELDS = ["hashString", "name", "status", "percentDone", "peersConnected", "uploadedEver",
            "rateUpload", "errorString", "error"]
 
@@ -130,6 +155,9 @@ class Seeder:
         self._wanted: dict[str, OSEntry] = {}
         self._refused: dict[str, str] = {}
         self._sync_lock = asyncio.Lock()
+        self._join_until = 0.0
+        self._watcher: asyncio.Task | None = None
+        self._last_rechoke = 0.0
 
     @property
     def settings_path(self) -> Path:
@@ -168,6 +196,7 @@ class Seeder:
             "idle-seeding-limit-enabled": False,
             "download-queue-enabled": False,
             "seed-queue-enabled": False,
+            "upload-slots-per-torrent": cfg.seeder.upload_slots,
             "queue-stalled-enabled": False,
             "speed-limit-up-enabled": limit > 0,
             "speed-limit-up": limit,
@@ -321,7 +350,7 @@ class Seeder:
         present = {t.hash_string: t for t in await self._rpc(
             lambda c: c.get_torrents(arguments=_FIELDS))}
 
-        unwanted = [h for h in present if h not in wanted]
+        unwanted = [h for h in present if h not in wanted and h != RECHOKE_HASH]
         if unwanted:
             await self._rpc(lambda c: c.remove_torrent(unwanted, delete_data=False))
             for h in unwanted:
@@ -344,6 +373,10 @@ class Seeder:
             elif torrent.status.value == "stopped":
                 start.append(h)
 
+        if RECHOKE_HASH not in present:
+            # Into transmission's own folder: it is never in the library.
+            await self._rpc(lambda c: c.add_torrent(
+                RECHOKE_TORRENT, download_dir=str(self.runtime_dir), paused=True))
         if check:
             # Stop first: a running incomplete torrent would download into the library.
             await self._rpc(lambda c: c.stop_torrent(check))
@@ -415,7 +448,51 @@ class Seeder:
                 error=self._refused.get(t.hash_string) or t.error_string,
             )
             for t in torrents
+            if t.hash_string != RECHOKE_HASH
         ]
+
+    # --- clients joining ------------------------------------------------------------------
+
+    def expect_peers(self) -> None:
+        """A client is starting a download (it fetched a torrent): for the next
+        JOIN_WINDOW_S seconds, unchoke joining peers at once instead of at transmission's
+        next 10 s rechoke (see the module doc)."""
+        self._join_until = time.monotonic() + JOIN_WINDOW_S
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_joining(), name="seed-rechoke")
+
+    async def _watch_joining(self) -> None:
+        while time.monotonic() < self._join_until:
+            await asyncio.sleep(JOIN_POLL_S)
+            try:
+                if await self._peer_waits_for_unchoke():
+                    await self._rechoke()
+            except SeederUnavailable as e:
+                # Restarting: its `started` hook brings the torrents back, peers reconnect.
+                log.debug("not watching joining peers: %s", e)
+
+    async def _peer_waits_for_unchoke(self) -> bool:
+        """Whether a peer of a seeded torrent is interested but choked while that torrent
+        has an upload slot free (with none free, a rechoke would only swap peers)."""
+        ids = sorted(self._wanted)
+        if not ids:
+            return False
+        torrents = await self._rpc(lambda c: c.get_torrents(ids, arguments=["peers"]))
+        for t in torrents:
+            interested = [p for p in t.fields.get("peers") or [] if p.get("peerIsInterested")]
+            choked = sum(1 for p in interested if p.get("peerIsChoked"))
+            if choked and len(interested) - choked < self.cfg.seeder.upload_slots:
+                return True
+        return False
+
+    async def _rechoke(self) -> None:
+        """Make transmission choose the peers it uploads to now."""
+        now = time.monotonic()
+        if now - self._last_rechoke < RECHOKE_MIN_GAP_S:
+            return
+        self._last_rechoke = now
+        await self._rpc(lambda c: c.stop_torrent(RECHOKE_HASH))
+        await self._rpc(lambda c: c.start_torrent(RECHOKE_HASH))
 
     async def reannounce(self) -> None:
         """Announce every running torrent to the tracker now (after a tracker restart).
@@ -475,6 +552,9 @@ class Seeder:
 
     def close(self) -> None:
         """Drop the RPC connection (transmission itself is the supervisor's)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         with self._client_lock:
             client, self._client = self._client, None
         if client is not None:

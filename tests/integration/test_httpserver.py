@@ -34,6 +34,7 @@ class Env:
     phase1: Path
     tmp: Path
     torrent_calls: list[str]
+    downloads_started: list[str]
 
     @property
     def base(self) -> str:
@@ -76,6 +77,7 @@ async def boot_server(tmp: Path, cfg: Config | None = None) -> AsyncIterator[Env
     phase1 = tmp / "phase1"
     phase1.mkdir()
     calls: list[str] = []
+    started: list[str] = []
 
     def torrent_file(entry: OSEntry) -> Path:
         calls.append(entry.name)
@@ -85,11 +87,12 @@ async def boot_server(tmp: Path, cfg: Config | None = None) -> AsyncIterator[Env
         host="127.0.0.1", port=0,
         cfg=cfg or Config(boottorrent=BootSection(timeout=30, default_os="freedos")),
         library=library, registry=registry, phase1_dir=phase1, torrent_file=torrent_file,
+        on_torrent=lambda entry: started.append(entry.name),
     )
     await server.start()
     try:
         async with aiohttp.ClientSession() as http:
-            yield Env(server, http, library, registry, phase1, tmp, calls)
+            yield Env(server, http, library, registry, phase1, tmp, calls, started)
     finally:
         await server.stop()
 
@@ -252,6 +255,19 @@ def test_the_torrent_downloads_as_the_librarys_file(tmp_path):
         async with env.http.head(env.url("/torrents/debian12.torrent")) as head:
             assert head.status == 200
             assert head.content_length == len(body)
+
+    run(tmp_path, scenario)
+
+
+def test_serving_a_torrent_tells_the_session_that_machine_starts_downloading(tmp_path):
+    async def scenario(env: Env) -> None:
+        assert env.downloads_started == []
+        status, _, _ = await env.get("/torrents/freedos.torrent")
+        assert status == 200
+        assert env.downloads_started == ["freedos"]
+        status, _, _ = await env.get("/torrents/nosuch.torrent")
+        assert status == 404
+        assert env.downloads_started == ["freedos"]
 
     run(tmp_path, scenario)
 

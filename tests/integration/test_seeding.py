@@ -415,6 +415,48 @@ def test_two_aria2c_clients_download_the_os_from_the_seed_via_the_tracker(site: 
     assert scrape(site.probe.name, url, infohash).get("complete", 0) >= 1  # the seed
 
 
+def seconds_to_first_byte(site: Site, name: str, client: Netns, *, expect_peers: bool) -> float:
+    """Start a download on `client` (telling the seeder a client joins, as the boot
+    server does when it serves a torrent, if `expect_peers`); return the seconds until
+    the seed has sent it data, and stop the download."""
+    infohash = site.entries[name].torrent.infohash
+    before = site.stats()[infohash].uploaded_bytes
+    out, log = site.tmp / "dl" / client.name, site.tmp / f"aria2c-{client.name}.log"
+    begin = time.monotonic()
+    proc = aria2c(client, site.client_torrent(name), out, log)
+    if expect_peers:
+        site.loop.loop.call_soon_threadsafe(site.seeder.expect_peers)
+    try:
+        wait_for(lambda: site.stats()[infohash].uploaded_bytes > before, 20,
+                 f"the seed sending data to {client.name}", interval=0.1)
+        return time.monotonic() - begin
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_joining_client_is_unchoked_at_once_not_at_the_seeds_next_10_s_rechoke(
+        site: Site) -> None:
+    site.add_os("alpha")
+    site.start_tracker()
+    site.start_seeder()
+    # Starting alpha rechokes, and transmission's next rechoke is 10 s away from here.
+    site.seed("alpha")
+    late, early = site.lan.add("c1"), site.lan.add("c2")
+    late.add_address(20)
+    early.add_address(21)
+
+    # Without the seeder's help the client waits for that rechoke, though it asked for
+    # data after about 4 s (tracker, connection, handshake, bitfield).
+    assert seconds_to_first_byte(site, "alpha", late, expect_peers=False) >= 8.0
+    assert seconds_to_first_byte(site, "alpha", early, expect_peers=True) < 7.0
+
+    # The rechoke torrent that did it is the seeder's own: not shown, not in the library.
+    assert set(site.stats()) == set(site.hashes())
+    assert sorted(p.name for p in site.entries["alpha"].path.iterdir()) == [
+        "config.yaml", "payload.bin"]
+
+
 def test_opentracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_and_sighup(
         site: Site) -> None:
     site.add_os("alpha")

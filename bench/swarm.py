@@ -29,9 +29,10 @@ complete peer and never unchokes a machine that comes back at that address, so l
 waves on one session measure that failure rather than the distribution.
 
 A client's completion time counts from the moment all clients are started to the moment
-its copy is complete (for bt-download: aria2c's own log line "Download complete", at
-millisecond resolution). T_all is the last client's. The limit is the Kumar-Ross bound
-T* = max(F/u_s, F/d_min, N*F/(u_s + sum u_i)); unicast cannot beat N*F/u_s.
+its copy is complete (for bt-download: aria2c's log line for its last piece passing the
+hash check, at millisecond resolution). T_all is the last client's. The limit is the
+Kumar-Ross bound T* = max(F/u_s, F/d_min, N*F/(u_s + sum u_i)); unicast cannot beat
+N*F/u_s.
 
 Everything it creates (namespaces, bridge, daemon, bus, tmpfs) is removed on exit,
 Ctrl-C included. The machine's other work makes the figures noisy: use --repeat.
@@ -488,20 +489,37 @@ curl -sSf -m 30 --noproxy '*' -o "$RUN/boot.env" "http://$SERVER/os/$OS/boot.env
     return script
 
 
-_ARIA2_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \[NOTICE\].*Download complete")
+_ARIA2_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) "
+_ARIA2_PIECE_DONE = re.compile(_ARIA2_STAMP + r"\[INFO\].* - we got new piece\.")
 
 
-def aria2_complete_time(log: Path) -> float | None:
-    """The wall-clock time aria2c logged the download as complete (seconds since the epoch)."""
+def aria2_log_time(log: Path, line_re: re.Pattern[str], *, last: bool = False) -> float | None:
+    """When aria2c logged the first (or `last`) line matching `line_re`, in seconds since
+    the epoch."""
+    stamp = None
     try:
         with open(log, errors="replace") as f:
             for line in f:
-                m = _ARIA2_TIME.match(line)
+                m = line_re.match(line)
                 if m:
-                    return dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                    stamp = m.group(1)
+                    if not last:
+                        break
     except FileNotFoundError:
         pass
-    return None
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp() if stamp else None
+
+
+def aria2_complete_time(log: Path) -> float | None:
+    """When the client's last piece arrived and passed its hash check. (aria2c's own
+    "Download complete" line comes only when it stops seeding and exits.)"""
+    return aria2_log_time(log, _ARIA2_PIECE_DONE, last=True)
+
+
+def aria2_first_piece_time(log: Path, host: str) -> float | None:
+    """When the first block of piece data from `host` (the seed) reached this client."""
+    return aria2_log_time(log, re.compile(
+        _ARIA2_STAMP + rf"\[INFO\].* - From: {re.escape(host)}:\d+ piece index="))
 
 
 def read_status(path: Path) -> dict[str, str]:
@@ -568,9 +586,20 @@ class RunResult:
     p2p_share: float
     seed_first_data_s: float | None
     seed_payload_bytes: int | None = None
+    # Share of the host's CPU time that was busy during the run: near 1, the machine
+    # (every client, the seed and the shaped network on its cores) limits the figures.
+    host_cpu_busy: float | None = None
     failures: list[str] = field(default_factory=list)
     # (seconds since the start, bytes the server sent, bytes the clients received)
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) clock ticks of all the host's cores since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 class Sampler(threading.Thread):
@@ -583,6 +612,8 @@ class Sampler(threading.Thread):
                      sum(c.received_bytes_bridge_side() for c in clients))
         self.samples: list[tuple[float, int, int]] = []
         self.stopped = threading.Event()
+        self.cpu_base = cpu_times()
+        self.cpu_busy: float | None = None
 
     def sample(self) -> None:
         up = self.server.sent_bytes_bridge_side() - self.base[0]
@@ -597,6 +628,8 @@ class Sampler(threading.Thread):
         self.stopped.set()
         self.join()
         self.sample()
+        busy, total = (now - then for now, then in zip(cpu_times(), self.cpu_base, strict=True))
+        self.cpu_busy = round(busy / total, 3) if total else None
         return self.samples
 
     def timeline(self, points: int = 120) -> list[tuple[float, int, int]]:
@@ -728,7 +761,8 @@ class Runner:
 
     def _result(self, mode: str, rep: int, clients: list[Machine], before: tuple[int, int],
                 finish: list[float | None], failures: list[str], sampler: Sampler,
-                seed_payload: int | None = None) -> RunResult:
+                seed_payload: int | None = None,
+                first_data_at: float | None = None) -> RunResult:
         after = self._counters(clients)
         sampler.stop()
         up, down = after[0] - before[0], after[1] - before[1]
@@ -744,9 +778,12 @@ class Runner:
             # while the server sends it once, which is not peer traffic.
             p2p_share=(round(max(0.0, (down - up) / down), 4) if down else 0.0)
             if mode == "boottorrent" else 0.0,
-            # The seed's first piece (256 KiB) has gone out.
-            seed_first_data_s=sampler.first_data(256 * 1024),
-            seed_payload_bytes=seed_payload, failures=failures,
+            # When the seed's first piece data reached a client (when a mode does not say,
+            # when the server's interface had sent 256 KiB).
+            seed_first_data_s=(round(first_data_at - sampler.t0, 3) if first_data_at
+                               else sampler.first_data(256 * 1024)),
+            seed_payload_bytes=seed_payload, host_cpu_busy=sampler.cpu_busy,
+            failures=failures,
             timeline=sampler.timeline(),
         )
 
@@ -815,8 +852,11 @@ class Runner:
             finish, failures = self._wait("boottorrent", rep, clients, timeout, done, failed,
                                           sampler)
             seed_after = self.session.seed_uploaded()
+            first = [t for d in dirs if (t := aria2_first_piece_time(
+                d / "run" / "dl" / "aria2c.log", self.session.host)) is not None]
             result = self._result("boottorrent", rep, clients, before, finish, failures,
-                                  sampler, seed_after - seed_before)
+                                  sampler, seed_after - seed_before,
+                                  first_data_at=min(first, default=None))
         finally:
             for p in procs:
                 kill_group(p)
@@ -946,6 +986,7 @@ def summarize_mode(runs: list[RunResult]) -> dict[str, Any]:
         "server_upload_bytes": int(statistics.median([r.server_upload_bytes for r in runs])),
         "p2p_share": round(statistics.median([r.p2p_share for r in runs]), 4),
         "seed_first_data_s": median_or_none([r.seed_first_data_s for r in runs]),
+        "host_cpu_busy": median_or_none([r.host_cpu_busy for r in runs]),
         "all_finished": all(not r.failures and r.t_all_s is not None for r in runs),
         "runs": [asdict(r) for r in runs],
     }

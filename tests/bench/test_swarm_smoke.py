@@ -35,7 +35,8 @@ TOP_FIELDS = ("clients", "size_bytes", "t_star_s", "boottorrent_t_all_s", "ratio
               "unicast_t_all_s", "unicast_bound_s", "speedup", "server_upload_bytes",
               "server_upload_ratio", "p2p_share", "goals", "modes", "parameters")
 RUN_FIELDS = ("completion_s", "t_all_s", "t_first_s", "t_median_s", "server_upload_bytes",
-              "clients_received_bytes", "p2p_share", "failures", "timeline")
+              "clients_received_bytes", "p2p_share", "seed_first_data_s", "host_cpu_busy",
+              "failures", "timeline")
 
 
 def test_the_bound_and_the_units():
@@ -87,6 +88,9 @@ def test_the_harness_runs_and_writes_a_complete_consistent_json(tmp_path):
             assert len(times) == CLIENTS and all(t is not None and t > 0 for t in times)
             assert run["t_all_s"] == max(times) >= t_star, (mode, times, t_star)
             assert run["failures"] == []
+            assert 0 < run["host_cpu_busy"] <= 1
+            # The seed's first piece data reached a client before the last copy was done.
+            assert 0 < run["seed_first_data_s"] < run["t_all_s"], (mode, run)
         assert summary["t_all_s"] >= t_star
     # The server must send every piece at least once; unicast sends one copy per client.
     assert doc["server_upload_bytes"] >= SIZE

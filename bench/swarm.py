@@ -622,7 +622,10 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(SAMPLE_S):
-            self.sample()
+            try:
+                self.sample()
+            except FileNotFoundError:
+                return  # interrupted: the lab's links are being removed
 
     def stop(self) -> list[tuple[float, int, int]]:
         self.stopped.set()

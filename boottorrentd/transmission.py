@@ -76,10 +76,10 @@ REANNOUNCE_PARAM = "boottorrent-reannounce=1"
 CHECKING = ("check pending", "checking")
 # How long after the last client started a download the seeder watches for choked peers,
 # and how often it looks. A client's aria2c is interested about 4 s after it fetched the
-# torrent; a rechoke costs transmission a sort of its peers, so at most one a second.
+# torrent; a rechoke costs transmission no more than a sort of its peers.
 JOIN_WINDOW_S = 20.0
-JOIN_POLL_S = 0.5
-RECHOKE_MIN_GAP_S = 1.0
+JOIN_POLL_S = 0.25
+RECHOKE_MIN_GAP_S = 0.25
 
 
 def _rechoke_metainfo() -> tuple[bytes, str]:

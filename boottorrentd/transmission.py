@@ -45,6 +45,7 @@ import shutil
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,8 @@ CHECKING = ("check pending", "checking")
 JOIN_WINDOW_S = 20.0
 JOIN_POLL_S = 0.25
 RECHOKE_MIN_GAP_S = 0.25
+# A joining peer is unchoked within about two bandwidth pulses (0.5 s each) of a rechoke.
+STALE_PEER_LOOKS = 12
 
 
 def _rechoke_metainfo() -> tuple[bytes, str]:
@@ -462,28 +465,59 @@ class Seeder:
             self._watcher = asyncio.create_task(self._watch_joining(), name="seed-rechoke")
 
     async def _watch_joining(self) -> None:
+        # (infohash, peer address): how many looks in a row found that peer waiting.
+        waiting: Counter[tuple[str, str]] = Counter()
         while time.monotonic() < self._join_until:
             await asyncio.sleep(JOIN_POLL_S)
             try:
-                if await self._peer_waits_for_unchoke():
+                if await self._peers_wait_for_unchoke(waiting):
                     await self._rechoke()
-            except SeederUnavailable as e:
-                # Restarting: its `started` hook brings the torrents back, peers reconnect.
-                log.debug("not watching joining peers: %s", e)
+            except Exception as e:
+                # Only a head start: without it transmission's own rechoke still comes
+                # within 10 s (and a restarting transmission is the supervisor's).
+                log.debug("cannot rechoke for joining peers now: %s", e)
 
-    async def _peer_waits_for_unchoke(self) -> bool:
+    async def _peers_wait_for_unchoke(self, waiting: Counter[tuple[str, str]]) -> bool:
         """Whether a peer of a seeded torrent is interested but choked while that torrent
-        has an upload slot free (with none free, a rechoke would only swap peers)."""
+        has an upload slot free (with none free, a rechoke would only swap peers).
+
+        `waiting` counts, across calls, the looks that found each such peer. One that is
+        still waiting after STALE_PEER_LOOKS rechokes is one transmission remembers as a
+        complete peer: it never sends to that address again (a lab machine that reboots
+        comes back at its address with nothing). Once the seed sends to nobody else, the
+        torrent is added again, which makes transmission forget.
+        """
         ids = sorted(self._wanted)
         if not ids:
             return False
-        torrents = await self._rpc(lambda c: c.get_torrents(ids, arguments=["peers"]))
+        torrents = await self._rpc(lambda c: c.get_torrents(
+            ids, arguments=["hashString", "name", "peers"]))
+        seen: set[tuple[str, str]] = set()
+        rechoke = False
         for t in torrents:
-            interested = [p for p in t.fields.get("peers") or [] if p.get("peerIsInterested")]
-            choked = sum(1 for p in interested if p.get("peerIsChoked"))
-            if choked and len(interested) - choked < self.cfg.seeder.upload_slots:
-                return True
-        return False
+            peers = t.fields.get("peers") or []
+            interested = [p for p in peers if p.get("peerIsInterested")]
+            choked = [p["address"] for p in interested if p.get("peerIsChoked")]
+            if not choked or len(interested) - len(choked) >= self.cfg.seeder.upload_slots:
+                continue
+            rechoke = True
+            keys = {(t.hash_string, address) for address in choked}
+            seen |= keys
+            waiting.update(keys)
+            stale = sorted(a for h, a in keys if waiting[h, a] >= STALE_PEER_LOOKS)
+            # While the seed sends to others (or is at its upload limit, when transmission
+            # unchokes no one new) the waiting peers get the pieces from those others.
+            if stale and not any(p.get("isUploadingTo") for p in peers):
+                log.info("the seed will not send %s to %s, which it remembers as complete "
+                         "peers; adding the torrent again so that it forgets them",
+                         t.name, ", ".join(stale))
+                await self._rpc(lambda c, h=t.hash_string: c.remove_torrent(
+                    h, delete_data=False))
+                await self._sync()
+                seen -= keys
+        for key in set(waiting) - seen:
+            del waiting[key]
+        return rechoke
 
     async def _rechoke(self) -> None:
         """Make transmission choose the peers it uploads to now."""

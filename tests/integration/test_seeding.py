@@ -301,10 +301,14 @@ def aria2c(ns: Netns, torrent: Path, out: Path, log: Path) -> subprocess.Popen:
         return ns.popen(*argv, stdout=output, stderr=subprocess.STDOUT)
 
 
-def download(site: Site, name: str, clients: list[Netns], timeout: float = 60) -> float:
-    """Download `name` on every client at once; check the bytes; return the seconds."""
+def download(site: Site, name: str, clients: list[Netns], timeout: float = 60,
+             *, expect_peers: bool = False) -> float:
+    """Download `name` on every client at once; check the bytes; return the seconds.
+    `expect_peers`: tell the seeder that clients join, as the boot server does."""
     torrent = site.client_torrent(name)
     begin = time.monotonic()
+    if expect_peers:
+        site.loop.loop.call_soon_threadsafe(site.seeder.expect_peers)
     runs = []
     for client in clients:
         tag = f"{client.name}-{secrets.token_hex(2)}"
@@ -455,6 +459,24 @@ def test_a_joining_client_is_unchoked_at_once_not_at_the_seeds_next_10_s_rechoke
     assert set(site.stats()) == set(site.hashes())
     assert sorted(p.name for p in site.entries["alpha"].path.iterdir()) == [
         "config.yaml", "payload.bin"]
+
+
+def test_a_machine_that_downloaded_the_os_before_is_sent_it_again_when_it_comes_back(
+        site: Site) -> None:
+    # A lab reboots while the session runs: every machine comes back at the address it
+    # had, with nothing on it. transmission remembers those addresses as complete peers
+    # and, left alone, never sends to them again: the whole lab waits at 0 %.
+    site.add_os("alpha")
+    site.start_tracker()
+    site.start_seeder()
+    site.seed("alpha")
+    machine = site.lan.add("c1")
+    machine.add_address(20)
+    download(site, "alpha", [machine], expect_peers=True)
+    shutil.rmtree(site.tmp / "dl")
+
+    download(site, "alpha", [machine], timeout=60, expect_peers=True)
+    assert site.stats()[site.hashes("alpha")[0]].status == "seeding"
 
 
 def test_opentracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_and_sighup(

@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	qemu-system-x86 linux-image-amd64 kexec-tools zstd cpio squashfs-tools \
 	udpcast python3-libtorrent
 
-.PHONY: deps apt venv test unit integration demo lint clean
+.PHONY: deps apt venv test unit integration demo bench lint clean
 
 deps: apt venv
 
@@ -38,6 +38,13 @@ test: deps
 
 demo: deps
 	$(VENV)/bin/python -m boottorrentctl.demo
+
+# The swarm benchmark's figures in README.md (about 40 minutes; the machine should be idle).
+bench: deps
+	$(VENV)/bin/python bench/swarm.py --repeat 3 \
+		--json bench/results/swarm-n16.json --plot bench/results/swarm-n16.png
+	$(VENV)/bin/python bench/swarm.py --scaling 1,2,4,8,16,32 \
+		--json bench/results/scaling.json --plot bench/results/scaling.png
 
 lint: deps
 	$(VENV)/bin/ruff check .

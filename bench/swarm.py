@@ -25,8 +25,9 @@ Modes, run back to back in one invocation (and in this order in every repeat):
 
 Every boottorrent wave after the first meets a freshly restarted boot session (a new
 seed process), unless --same-session: transmission 3.00 remembers an address that was a
-complete peer and never unchokes a machine that comes back at that address, so later
-waves on one session measure that failure rather than the distribution.
+complete peer and chokes a machine that comes back at that address until the seeder
+notices and adds the torrent again (a few seconds and a check of the files), so later
+waves on one session measure that recovery rather than the distribution.
 
 A client's completion time counts from the moment all clients are started to the moment
 its copy is complete (for bt-download: aria2c's log line for its last piece passing the
@@ -1181,9 +1182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(needs Debian's python3-libtorrent)")
     p.add_argument("--same-session", action="store_true",
                    help="run every boottorrent wave on the same boot session (by default the "
-                   "session is restarted before each wave after the first); with "
-                   "transmission 3.00 as the seed, machines that come back at an address "
-                   "that was a complete peer before are never unchoked")
+                   "session is restarted before each wave after the first); the seed then "
+                   "first has to forget the machines that were complete peers before")
     p.add_argument("--settle", type=float, default=3.0,
                    help="seconds between the seed being ready (or the previous run) and the "
                    "clients starting (default 3)")

@@ -29,6 +29,10 @@ What transmission 3.00 does, and what this module does about it (measured here):
   (`expect_peers()`), the seeder watches the seeded torrents' peers and, when one is
   interested but choked with an upload slot free, restarts a tiny private torrent of its
   own (no tracker, no data, never in the library: the "rechoke torrent") to rechoke now.
+- transmission remembers each address that was a complete peer and never unchokes it
+  again, even when it comes back with nothing (a lab machine that reboots). A peer that
+  stays choked through rechokes with a slot free is such a one; once the seed sends to
+  no one else, the seeder adds the torrent again, which makes transmission forget.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ CHECKING = ("check pending", "checking")
 JOIN_WINDOW_S = 20.0
 JOIN_POLL_S = 0.25
 RECHOKE_MIN_GAP_S = 0.25
-# A joining peer is unchoked within about two bandwidth pulses (0.5 s each) of a rechoke.
+# A joining peer is unchoked within two bandwidth pulses (0.5 s each) of a rechoke; one
+# still choked after this many looks (3 s of rechokes) is one transmission refuses.
 STALE_PEER_LOOKS = 12
 
 
@@ -481,11 +486,8 @@ class Seeder:
         """Whether a peer of a seeded torrent is interested but choked while that torrent
         has an upload slot free (with none free, a rechoke would only swap peers).
 
-        `waiting` counts, across calls, the looks that found each such peer. One that is
-        still waiting after STALE_PEER_LOOKS rechokes is one transmission remembers as a
-        complete peer: it never sends to that address again (a lab machine that reboots
-        comes back at its address with nothing). Once the seed sends to nobody else, the
-        torrent is added again, which makes transmission forget.
+        `waiting` counts, across calls, the looks that found each such peer; one that
+        waits STALE_PEER_LOOKS times is remembered as complete (see the module doc).
         """
         ids = sorted(self._wanted)
         if not ids:
@@ -515,6 +517,8 @@ class Seeder:
                     h, delete_data=False))
                 await self._sync()
                 seen -= keys
+                # They reconnect to the fresh torrent within seconds: keep helping them.
+                self._join_until = max(self._join_until, time.monotonic() + JOIN_WINDOW_S)
         for key in set(waiting) - seen:
             del waiting[key]
         return rechoke

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,11 @@ import pytest
 
 from boottorrentctl.harness import DaemonProcess, PrivateBus
 from tests.netns import Lan
+
+# Tests send SIGINT to what they start (Ctrl-C of the lab, busctl monitor). A shell that
+# runs the suite as a background job starts it with SIGINT ignored, and an ignored signal
+# stays ignored in every child; a handler of our own is reset to the default on exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

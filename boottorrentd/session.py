@@ -241,12 +241,14 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.seeder is not None:
+            # Its RPC (and join watcher) ends while transmission still answers.
+            self.seeder.close()
         await self.supervisor.stop()
         if self.http is not None:
             await self.http.stop()
-        for part in (self.dnsmasq, self.seeder):
-            if part is not None:
-                part.close()
+        if self.dnsmasq is not None:
+            self.dnsmasq.close()
         self.http = self.dnsmasq = self.seeder = self.tracker = None
         self.seeding = []
         if self.claim is not None:

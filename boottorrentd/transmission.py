@@ -104,6 +104,16 @@ _FIELDS = ["hashString", "name", "status", "percentDone", "peersConnected", "upl
            "rateUpload", "errorString", "error"]
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """A seeded torrent's peers that wait to be unchoked."""
+
+    infohash: str
+    name: str
+    addresses: frozenset[str]
+    seed_busy: bool  # the seed sends to other peers of this torrent now
+
+
 class SeederUnavailable(BootTorrentError):
     """transmission does not answer its RPC (it is starting, restarting or gone)."""
 
@@ -471,57 +481,56 @@ class Seeder:
 
     async def _watch_joining(self) -> None:
         # (infohash, peer address): how many looks in a row found that peer waiting.
-        waiting: Counter[tuple[str, str]] = Counter()
+        looks: Counter[tuple[str, str]] = Counter()
         while time.monotonic() < self._join_until:
             await asyncio.sleep(JOIN_POLL_S)
             try:
-                if await self._peers_wait_for_unchoke(waiting):
+                waiting = await self._waiting_peers()
+                looks = Counter({(w.infohash, a): looks[w.infohash, a] + 1
+                                 for w in waiting for a in w.addresses})
+                for w in waiting:
+                    stale = sorted(a for a in w.addresses
+                                   if looks[w.infohash, a] >= STALE_PEER_LOOKS)
+                    # While the seed sends to others (or is at its upload limit, when
+                    # transmission unchokes no one new) the waiting peers get the pieces
+                    # from those others.
+                    if stale and not w.seed_busy:
+                        await self._forget_peers(w.infohash, w.name, stale)
+                        looks = Counter({k: n for k, n in looks.items() if k[0] != w.infohash})
+                if waiting:
                     await self._rechoke()
             except Exception as e:
                 # Only a head start: without it transmission's own rechoke still comes
                 # within 10 s (and a restarting transmission is the supervisor's).
                 log.debug("cannot rechoke for joining peers now: %s", e)
 
-    async def _peers_wait_for_unchoke(self, waiting: Counter[tuple[str, str]]) -> bool:
-        """Whether a peer of a seeded torrent is interested but choked while that torrent
-        has an upload slot free (with none free, a rechoke would only swap peers).
-
-        `waiting` counts, across calls, the looks that found each such peer; one that
-        waits STALE_PEER_LOOKS times is remembered as complete (see the module doc).
-        """
+    async def _waiting_peers(self) -> list[_Waiting]:
+        """The seeded torrents with peers that are interested but choked while the torrent
+        has an upload slot free (with none free, a rechoke would only swap peers)."""
         ids = sorted(self._wanted)
         if not ids:
-            return False
+            return []
         torrents = await self._rpc(lambda c: c.get_torrents(
             ids, arguments=["hashString", "name", "peers"]))
-        seen: set[tuple[str, str]] = set()
-        rechoke = False
+        waiting = []
         for t in torrents:
             peers = t.fields.get("peers") or []
             interested = [p for p in peers if p.get("peerIsInterested")]
-            choked = [p["address"] for p in interested if p.get("peerIsChoked")]
-            if not choked or len(interested) - len(choked) >= self.cfg.seeder.upload_slots:
-                continue
-            rechoke = True
-            keys = {(t.hash_string, address) for address in choked}
-            seen |= keys
-            waiting.update(keys)
-            stale = sorted(a for h, a in keys if waiting[h, a] >= STALE_PEER_LOOKS)
-            # While the seed sends to others (or is at its upload limit, when transmission
-            # unchokes no one new) the waiting peers get the pieces from those others.
-            if stale and not any(p.get("isUploadingTo") for p in peers):
-                log.info("the seed will not send %s to %s, which it remembers as complete "
-                         "peers; adding the torrent again so that it forgets them",
-                         t.name, ", ".join(stale))
-                await self._rpc(lambda c, h=t.hash_string: c.remove_torrent(
-                    h, delete_data=False))
-                await self._sync()
-                seen -= keys
-                # They reconnect to the fresh torrent within seconds: keep helping them.
-                self._join_until = max(self._join_until, time.monotonic() + JOIN_WINDOW_S)
-        for key in set(waiting) - seen:
-            del waiting[key]
-        return rechoke
+            choked = frozenset(p["address"] for p in interested if p.get("peerIsChoked"))
+            if choked and len(interested) - len(choked) < self.cfg.seeder.upload_slots:
+                waiting.append(_Waiting(t.hash_string, t.name, choked,
+                                        seed_busy=any(p.get("isUploadingTo") for p in peers)))
+        return waiting
+
+    async def _forget_peers(self, infohash: str, name: str, addresses: list[str]) -> None:
+        """Add the torrent again: transmission forgets the peers it remembers as complete
+        (see the module doc)."""
+        log.info("the seed will not send %s to %s, which it remembers as complete peers; "
+                 "adding the torrent again so that it forgets them", name, ", ".join(addresses))
+        await self._rpc(lambda c: c.remove_torrent(infohash, delete_data=False))
+        await self._sync()
+        # They reconnect to the fresh torrent within seconds: keep helping them.
+        self._join_until = max(self._join_until, time.monotonic() + JOIN_WINDOW_S)
 
     async def _rechoke(self) -> None:
         """Make transmission choose the peers it uploads to now."""

@@ -1,6 +1,6 @@
 """A static file server for the benchmark: GET /<prefix>/<path> from that prefix's folder.
 
-The daemon's boot HTTP server (boottorrentd/httpserver.py) has no route for an OS's
+The daemon's boot HTTP server (boottorrentd/boot/http.py) has no route for an OS's
 payload files (it serves iPXE scripts, phase-1 files, torrents, boot specs), so the
 unicast baseline fetches the payload from this server instead: the same aiohttp
 FileResponse (sendfile, Range support) the daemon uses for its own files, run in the

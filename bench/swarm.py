@@ -13,8 +13,8 @@ pair: the namespace side limits the machine's upload, the bridge side its downlo
 Modes, run back to back in one invocation (and in this order in every repeat):
 
 - `boottorrent`: each client runs exactly the download step of the phase-1 agent
-  (boottorrentd/agent/init): it fetches the OS's boot spec /os/<name>/boot.env from the
-  daemon and runs boottorrentd/agent/bt-download with the command line written in the
+  (boottorrentd/phase1/agent/init): it fetches the OS's boot spec /os/<name>/boot.env from the
+  daemon and runs boottorrentd/phase1/agent/bt-download with the command line written in the
   agent, taken from the agent's own text, so the options are the daemon's.
 - `unicast`: every client fetches the same payload file over HTTP at the same time, the
   LTSP / plain PXE way. The daemon's boot server has no route for payload files, so a
@@ -66,17 +66,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    # tests.netns (the LAN helper the integration tests use) is not installed: it is
+    # boottorrentlab.devkit.lan (the LAN helper the integration tests use) is not installed: it is
     # imported from the checkout this file lives in.
     sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from boottorrentctl.harness import DaemonProcess, PrivateBus, venv_bin  # noqa: E402
-from boottorrentctl.lab import sh as run  # noqa: E402
-from tests.netns import Lan, Netns  # noqa: E402
+from boottorrentlab.devkit.harness import DaemonProcess, PrivateBus, venv_bin  # noqa: E402
+from boottorrentlab.devkit.lan import Lan, Netns  # noqa: E402
+from boottorrentlab.lab import sh as run  # noqa: E402
 
-AGENT_DIR = ROOT / "boottorrentd" / "agent"
+AGENT_DIR = ROOT / "boottorrentd" / "phase1" / "agent"
 FILESERVER = Path(__file__).resolve().parent / "fileserver.py"
 PATCHES = Path(__file__).resolve().parent / "patches"
 LTSEED = Path(__file__).resolve().parent / "ltseed.py"
@@ -470,7 +470,7 @@ def client_runner(work: Path) -> Path:
     script = work / "bt-client.sh"
     script.write_text(f"""#!/bin/sh
 # One benchmark client: the phase-1 agent's steps from the boot spec to the OS's files
-# (boottorrentd/agent/init), with this host's curl instead of busybox wget.
+# (boottorrentd/phase1/agent/init), with this host's curl instead of busybox wget.
 # usage: bt-client.sh SERVER OS RUN OS_DIR [EXTRA_ARIA2C_OPTIONS [TORRENT_URL]]
 set -f
 export PATH={shlex.quote(str(AGENT_DIR))}:$PATH
@@ -483,7 +483,7 @@ curl -sSf -m 30 --noproxy '*' -o "$RUN/boot.env" "http://$SERVER/os/$OS/boot.env
 [ -n "$EXTRA" ] && BT_ARIA2_OPTS="$BT_ARIA2_OPTS $EXTRA"
 # Experiments only (--web-seed): another torrent of the same OS (same infohash).
 [ -n "$TORRENT" ] && BT_TORRENT_URL=$TORRENT
-# The agent's own command line, from boottorrentd/agent/init:
+# The agent's own command line, from boottorrentd/phase1/agent/init:
 {command}
 """)
     script.chmod(0o755)

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from boottorrentd import api
-from boottorrentd.dbus import BusType, Message, MessageBus, MessageType, Variant
+from boottorrentd.bus.backend import BusType, Message, MessageBus, MessageType, Variant
 
 
 class CtlError(Exception):

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from boottorrentd import api
+from boottorrentd.bus.backend import Variant
 from boottorrentd.config import default_config_text
-from boottorrentd.dbus import Variant
-from boottorrentd.osspec import METHODS, method_keys
+from boottorrentd.library.osspec import METHODS, method_keys
+from boottorrentlab import lab
 
-from . import lab
 from .bus import Client, CtlError, unwrap
 from .progress import ProgressBar
+from .records import child_records, client_record, seed_records
 
 
 def human_size(n: float) -> str:
@@ -64,28 +65,10 @@ def _duration(seconds: float) -> str:
 
 async def _clients(client: Client) -> list[dict[str, Any]]:
     objects = await client.managed_objects()
-    records = [_client_record(ifaces[api.CLIENT_IFACE]) for ifaces in objects.values()
+    records = [client_record(ifaces[api.CLIENT_IFACE]) for ifaces in objects.values()
                if api.CLIENT_IFACE in ifaces]
     return sorted(records, key=lambda r: r["mac"])
 
-
-def _client_record(props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "mac": props["MAC"],
-        "ip": props["IPAddress"],
-        "hostname": props["Hostname"],
-        "os": props["OS"],
-        "assigned_os": props["AssignedOS"],
-        "stage": props["Stage"],
-        "progress": props["Progress"],
-        "downloaded_bytes": props["DownloadedBytes"],
-        "uploaded_bytes": props["UploadedBytes"],
-        "down_rate": props["DownloadRate"],
-        "up_rate": props["UploadRate"],
-        "peers": props["Peers"],
-        "last_seen": props["LastSeenUSec"] / 1_000_000,
-        "error": props["Error"],
-    }
 
 
 async def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -104,10 +87,8 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
         "host_ip": host_ip,
         "prefix_length": int(prefix),
         "http_port": props["HTTPPort"],
-        "children": [{"name": n, "state": st, "pid": pid, "uptime_s": up / 1_000_000,
-                      "restarts": r} for n, st, pid, up, r in props["Children"]],
-        "seeding": [{"name": n, "infohash": h, "status": st, "peers": p, "uploaded_bytes": u}
-                    for n, h, st, p, u in props["Seeding"]],
+        "children": child_records(props),
+        "seeding": seed_records(props),
         "clients": {"total": len(clients), "by_stage": stages},
         "config_file": props["ConfigFile"],
         "state_directory": props["StateDirectory"],

@@ -8,13 +8,21 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__, api, auth
-from .config import default_config_text, load_config
-from .dbus import BACKEND, BusType, DBusError, MessageBus, NameFlag, RequestNameReply
-from .errors import BootTorrentError
-from .log import setup_logging
-from .manager import Manager
-from .service import ManagerInterface
+from boottorrentd import __version__, api
+from boottorrentd.bus import auth
+from boottorrentd.bus.backend import (
+    BACKEND,
+    BusType,
+    DBusError,
+    MessageBus,
+    NameFlag,
+    RequestNameReply,
+)
+from boottorrentd.bus.service import ManagerInterface
+from boottorrentd.config import default_config_text, load_config
+from boottorrentd.errors import BootTorrentError
+from boottorrentd.manager import Manager
+from boottorrentd.util.log import setup_logging
 
 log = logging.getLogger("boottorrentd")
 

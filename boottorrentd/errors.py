@@ -3,7 +3,7 @@
 Messages are for people: say what is wrong and how to fix it.
 """
 
-from . import api
+from boottorrentd import api
 
 
 class BootTorrentError(Exception):

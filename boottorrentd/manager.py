@@ -5,14 +5,15 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from . import phase1
-from .bootplan import normalize_mac
-from .clients import Registry
-from .config import Config, load_config
-from .errors import BootTorrentError, Busy, Exists, InvalidArgument
-from .library import Library, OSEntry, check_name, write_atomic
-from .osspec import load_os_config
-from .session import Session
+from boottorrentd.boot.plan import normalize_mac
+from boottorrentd.clients.registry import Registry
+from boottorrentd.config import Config, load_config
+from boottorrentd.errors import BootTorrentError, Busy, Exists, InvalidArgument
+from boottorrentd.library.osspec import load_os_config
+from boottorrentd.library.store import Library, OSEntry, check_name
+from boottorrentd.phase1 import build as phase1
+from boottorrentd.session.session import Session
+from boottorrentd.util.fs import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentctl.harness import DaemonProcess, PrivateBus
-from tests.netns import Lan
+from boottorrentlab.devkit.harness import DaemonProcess, PrivateBus
+from boottorrentlab.devkit.lan import Lan
 
 # Tests send SIGINT to what they start (Ctrl-C of the lab, busctl monitor). A shell that
 # runs the suite as a background job starts it with SIGINT ignored, and an ignored signal

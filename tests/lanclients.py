@@ -5,7 +5,7 @@ import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from tests.netns import Netns
+from boottorrentlab.devkit.lan import Netns
 
 PXE_CLIENT = b"PXEClient".hex()
 

@@ -16,7 +16,7 @@ import json
 import os
 
 if os.environ.get("BENCH_PIECE_LENGTH"):
-    import boottorrentd.torrent as _torrent
+    import boottorrentd.library.torrent as _torrent
 
     def _fixed(total_size: int, _length: int = int(os.environ["BENCH_PIECE_LENGTH"])) -> int:
         return _length
@@ -26,7 +26,7 @@ if os.environ.get("BENCH_PIECE_LENGTH"):
 if os.environ.get("BENCH_TRANSMISSION_SETTINGS") or os.environ.get("BENCH_NO_TRANSMISSION_SEED"):
     from typing import Any
 
-    import boottorrentd.transmission as _transmission
+    import boottorrentd.session.children.transmission as _transmission
 
     _extra: dict[str, Any] = json.loads(os.environ.get("BENCH_TRANSMISSION_SETTINGS") or "{}")
     _render = _transmission.Seeder._render_settings

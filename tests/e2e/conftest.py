@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentctl.lab import Lab, LabConfig, ensure_phase1, missing_prerequisites
-from boottorrentd import phase1
+from boottorrentd.phase1 import build as phase1
+from boottorrentlab.lab import Lab, LabConfig, ensure_phase1, missing_prerequisites
 from tests.conftest import world_readable_tmpdir
 from tests.e2e import images
 

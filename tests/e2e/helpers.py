@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from boottorrentctl.lab import TARGET_STAGES, VM
+from boottorrentlab.lab import TARGET_STAGES, VM
 
 # Seconds one TCG machine may take from power-on to its OS (≈ 30-60 s measured here).
 BOOT_TIMEOUT = 240

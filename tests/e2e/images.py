@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from boottorrentctl.demo import BUSYBOX, build_demo_os
+from boottorrentlab.demo import BUSYBOX, build_demo_os
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import json
 import os
 
-from boottorrentctl.lab import LabConfig
+from boottorrentlab.lab import LabConfig
 from tests.e2e.helpers import BOOT_TIMEOUT
 
 

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from boottorrentctl.lab import Lab, LabConfig
+from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
 

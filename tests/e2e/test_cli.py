@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from boottorrentctl.harness import venv_bin
+from boottorrentlab.devkit.harness import venv_bin
 
 LAB = [venv_bin("boottorrentctl"), "lab"]
 

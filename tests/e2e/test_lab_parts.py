@@ -3,9 +3,9 @@
 import subprocess
 from pathlib import Path
 
-from boottorrentctl.demo import build_demo_os
-from boottorrentctl.lab import LabConfig
 from boottorrentd.config import load_config
+from boottorrentlab.demo import build_demo_os
+from boottorrentlab.lab import LabConfig
 
 
 def test_the_lab_config_is_one_the_daemon_accepts(tmp_path: Path):

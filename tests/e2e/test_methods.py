@@ -2,7 +2,7 @@
 
 import pytest
 
-from boottorrentctl.lab import LabConfig
+from boottorrentlab.lab import LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
 

@@ -5,7 +5,7 @@ import signal
 import time
 from pathlib import Path
 
-from boottorrentctl.lab import Lab, LabConfig
+from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.torrent import read_torrent
+from boottorrentd.library.torrent import read_torrent
 from tests.conftest import BIN, Daemon, make_os, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration

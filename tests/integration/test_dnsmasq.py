@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.config import Config, parse_config
-from boottorrentd.dnsmasq import IPXE_DIR, Dnsmasq, LeaseEvent
 from boottorrentd.errors import InvalidArgument
+from boottorrentd.session.children.dnsmasq import IPXE_DIR, Dnsmasq, LeaseEvent
+from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import world_readable_tmpdir
 from tests.lanclients import PXE_CLIENT, dhcp, in_range, mac_of, pxe, tlv, write_udhcpc_script
-from tests.netns import Lan, Netns
 
 pytestmark = pytest.mark.integration
 

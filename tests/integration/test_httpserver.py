@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from boottorrentd.clients import Registry
+from boottorrentd.boot.http import BootServer
+from boottorrentd.clients.registry import Registry
 from boottorrentd.config import BootSection, ClientSection, Config
-from boottorrentd.httpserver import BootServer
-from boottorrentd.library import Library, OSEntry
+from boottorrentd.library.store import Library, OSEntry
 
 pytestmark = pytest.mark.integration
 

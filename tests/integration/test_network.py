@@ -1,4 +1,4 @@
-"""boottorrentd.network on real netlink, inside the network namespaces of a test LAN.
+"""boottorrentd.session.network on real netlink, inside the network namespaces of a test LAN.
 
 network.py always works on the namespace of the process that calls it, so every call runs
 in a small Python child started with `ip netns exec`: the host's own interfaces are never
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from boottorrentd import errors
-from boottorrentd.network import NetworkClaim
-from tests.netns import Lan, Netns
+from boottorrentd.session.network import NetworkClaim
+from boottorrentlab.devkit.lan import Lan, Netns
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,13 +29,13 @@ pytestmark = [
 # stdout, with what the module logged, so that the tests can check what it said it did.
 DRIVER = """
 import ipaddress, json, logging, sys
-from boottorrentd import network
+from boottorrentd.session import network
 
 records = []
 handler = logging.Handler()
 handler.emit = lambda r: records.append(r.getMessage())
-logging.getLogger("boottorrentd.network").addHandler(handler)
-logging.getLogger("boottorrentd.network").setLevel(logging.INFO)
+logging.getLogger("boottorrentd.session.network").addHandler(handler)
+logging.getLogger("boottorrentd.session.network").setLevel(logging.INFO)
 
 op, args = json.loads(sys.argv[1])
 try:
@@ -60,7 +60,7 @@ print(json.dumps({**out, "log": records}))
 
 @dataclass
 class Remote:
-    """boottorrentd.network's API, called inside `ns`."""
+    """boottorrentd.session.network's API, called inside `ns`."""
 
     ns: Netns
     log: list[str] = field(default_factory=list)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd import phase1
-from boottorrentd.phase1 import Archive
+from boottorrentd.phase1 import build as phase1
+from boottorrentd.phase1.build import Archive
+from boottorrentlab.devkit.lan import Lan, Netns, sh
 from tests.conftest import Daemon, world_readable_tmpdir
 from tests.integration.test_session import config_text, payload_os
-from tests.netns import Lan, Netns, sh
 
 pytestmark = [pytest.mark.integration, pytest.mark.phase1]
 

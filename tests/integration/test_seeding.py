@@ -34,16 +34,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from boottorrentd import tracker as tracker_module
 from boottorrentd.config import Config, parse_config
 from boottorrentd.errors import BootTorrentError, InvalidArgument
-from boottorrentd.library import Library, OSEntry
-from boottorrentd.supervisor import ChildSpec
-from boottorrentd.torrent import bdecode, with_announce
-from boottorrentd.tracker import Tracker, resolve_kind
-from boottorrentd.transmission import Seeder
+from boottorrentd.library.store import Library, OSEntry
+from boottorrentd.library.torrent import bdecode, with_announce
+from boottorrentd.session.children import tracker as tracker_module
+from boottorrentd.session.children.tracker import Tracker, resolve_kind
+from boottorrentd.session.children.transmission import Seeder
+from boottorrentd.session.supervisor import ChildSpec
+from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import world_readable_tmpdir
-from tests.netns import Lan, Netns
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, alive, world_readable_tmpdir
 from tests.lanclients import dhcp, write_udhcpc_script
-from tests.netns import Lan, Netns
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from boottorrentd.supervisor import ChildSpec, Supervisor
+from boottorrentd.session.supervisor import ChildSpec, Supervisor
 from tests.conftest import alive
 
 pytestmark = pytest.mark.integration

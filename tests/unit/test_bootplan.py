@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.bootplan import (
+from boottorrentd.boot.plan import (
     BootPlan,
     MenuItem,
     boot_json,
@@ -16,9 +16,9 @@ from boottorrentd.bootplan import (
     render_ipxe,
 )
 from boottorrentd.config import Aria2Section, BootSection, ClientSection, Config, TrackerSection
-from boottorrentd.library import OSEntry
-from boottorrentd.osspec import OSSpec
-from boottorrentd.torrent import TorrentFile, TorrentInfo
+from boottorrentd.library.osspec import OSSpec
+from boottorrentd.library.store import OSEntry
+from boottorrentd.library.torrent import TorrentFile, TorrentInfo
 
 MAC = "52:54:00:12:34:56"
 OTHER = "52:54:00:ab:cd:ef"
@@ -360,7 +360,7 @@ def test_boot_json_holds_what_phase1_needs():
 
 
 def test_boot_env_renders_boot_json_as_single_quoted_shell_assignments():
-    from boottorrentd.bootplan import boot_env
+    from boottorrentd.boot.plan import boot_env
 
     config = Config(boottorrent=BootSection(seed_time=45),
                     tracker=TrackerSection(announce_interval=20))
@@ -378,7 +378,7 @@ def test_boot_env_renders_boot_json_as_single_quoted_shell_assignments():
 
 
 def test_boot_env_quotes_a_single_quote_in_a_value():
-    from boottorrentd.bootplan import boot_env
+    from boottorrentd.boot.plan import boot_env
 
     spec = OSSpec("Bob's OS", "kexec", {"kernel": "vmlinuz", "initrd": "initrd.img",
                                         "cmdline": "a='b c'"})

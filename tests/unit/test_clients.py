@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.clients import STAGES, Client, Registry, validate_report
+from boottorrentd.clients.registry import STAGES, Client, Registry, validate_report
 
 MAC = "52:54:00:12:34:56"
 

@@ -9,7 +9,7 @@ import yaml
 
 from boottorrentd.config import load_yaml
 from boottorrentd.errors import ConfigError
-from boottorrentd.osspec import (
+from boottorrentd.library.osspec import (
     COMMON_KEYS,
     METHODS,
     KeyDoc,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd import phase1
-from boottorrentd.bootplan import boot_env, boot_json, shell_quote
+from boottorrentd.boot.plan import boot_env, boot_json, shell_quote
 from boottorrentd.config import Aria2Section, BootSection, Config
-from boottorrentd.library import OSEntry
-from boottorrentd.osspec import OSSpec
-from boottorrentd.phase1 import Archive, cpio_newc, read_cpio_newc
-from boottorrentd.torrent import TorrentFile, TorrentInfo
+from boottorrentd.library.osspec import OSSpec
+from boottorrentd.library.store import OSEntry
+from boottorrentd.library.torrent import TorrentFile, TorrentInfo
+from boottorrentd.phase1 import build as phase1
+from boottorrentd.phase1.build import Archive, cpio_newc, read_cpio_newc
 
 # --- cpio ------------------------------------------------------------------------------------
 

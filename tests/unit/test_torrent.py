@@ -1,4 +1,4 @@
-"""Deterministic BitTorrent v1 metainfo: boottorrentd.torrent."""
+"""Deterministic BitTorrent v1 metainfo: boottorrentd.library.torrent."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.errors import InvalidArgument
-from boottorrentd.torrent import (
+from boottorrentd.library.torrent import (
     TorrentFile,
     TorrentInfo,
     bdecode,

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .bootplan import normalize_mac
-from .library import NAME_RE
+from boottorrentd.boot.plan import normalize_mac
+from boottorrentd.library.store import NAME_RE
 
 log = logging.getLogger(__name__)
 

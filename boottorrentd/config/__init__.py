@@ -17,7 +17,6 @@ import difflib
 import ipaddress
 import json
 import re
-import sys
 import textwrap
 import types
 import typing
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from boottorrentd.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/boottorrent/boottorrent.yaml")
 EXAMPLE_PATH = Path("/usr/share/doc/boottorrent/boottorrent.yaml")
@@ -1040,6 +1039,3 @@ def default_config_text() -> str:
             lines.append(f"  {f.name}: {yaml_scalar(f.default)}")
     return "\n".join(lines) + "\n"
 
-
-if __name__ == "__main__":
-    sys.stdout.write(default_config_text())

@@ -10,9 +10,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import __version__, api, auth
-from .clients import Client
-from .dbus import (
+from boottorrentd import __version__, api
+from boottorrentd.bus import auth
+from boottorrentd.bus.backend import (
     DBusError,
     MessageBus,
     PropertyAccess,
@@ -22,9 +22,10 @@ from .dbus import (
     method,
     signal,
 )
-from .errors import BootTorrentError, InvalidArgument
-from .library import OSEntry
-from .manager import Manager
+from boottorrentd.clients.registry import Client
+from boottorrentd.errors import BootTorrentError, InvalidArgument
+from boottorrentd.library.store import OSEntry
+from boottorrentd.manager import Manager
 
 log = logging.getLogger(__name__)
 

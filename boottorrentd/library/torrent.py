@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidArgument
+from boottorrentd.errors import InvalidArgument
 
 __all__ = [
     "TorrentFile",

@@ -6,7 +6,7 @@ serial console and powers the machine off. `boottorrentctl lab` then runs the wh
 mission on a virtual LAN: PXE, iPXE, phase-1, BitTorrent among the clients, kexec.
 
 The initramfs is put together with phase-1's own archive and module helpers
-(boottorrentd.phase1): one cpio writer and one module resolver in the project.
+(boottorrentd.phase1.build): one cpio writer and one module resolver in the project.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from boottorrentd import phase1
+from boottorrentd.phase1 import build as phase1
 
 BUSYBOX = Path("/bin/busybox")
 MODULES = Path("/lib/modules")

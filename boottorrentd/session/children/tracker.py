@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import pwd
 import secrets
 import shutil
@@ -39,9 +38,10 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import Config
-from .errors import InvalidArgument
-from .supervisor import ChildSpec
+from boottorrentd.config import Config
+from boottorrentd.errors import InvalidArgument
+from boottorrentd.session.supervisor import ChildSpec
+from boottorrentd.util.fs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +107,6 @@ def _normalize(infohashes: Iterable[str]) -> list[str]:
         hashes.add(text)
     return sorted(hashes)
 
-
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    # A reader (the tracker, on SIGHUP) sees the old file or the new one, never half.
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode())
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
 
 
 class Tracker:
@@ -220,7 +208,7 @@ class Tracker:
         if self.kind != "opentracker" or hashes == self._written:
             return False
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.whitelist_path, "".join(f"{h}\n" for h in hashes), 0o644)
+        write_atomic(self.whitelist_path, "".join(f"{h}\n" for h in hashes), 0o644)
         self._written = hashes
         return True
 

@@ -14,8 +14,8 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import Config
-from .library import OSEntry
+from boottorrentd.config import Config
+from boottorrentd.library.store import OSEntry
 
 KINDS = ("menu", "direct", "none")
 

@@ -23,8 +23,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
 
-from .config import DEFAULT_PATH
-from .errors import BootTorrentError, InvalidArgument
+from boottorrentd.config import DEFAULT_PATH
+from boottorrentd.errors import BootTorrentError, InvalidArgument
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ is therefore exactly the caller of the method that reads it.
 
 from contextvars import ContextVar
 
-from . import api
-from .dbus import Message, MessageBus, MessageType, Variant
-from .errors import AccessDenied
+from boottorrentd import api
+from boottorrentd.bus.backend import Message, MessageBus, MessageType, Variant
+from boottorrentd.errors import AccessDenied
 
 _caller: ContextVar[str | None] = ContextVar("boottorrent_caller", default=None)
 

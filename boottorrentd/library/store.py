@@ -17,14 +17,14 @@ from pathlib import Path
 
 import yaml
 
-from .errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
-from .osspec import OSSpec, load_os_config, parse_os_config, render_os_config
-from .torrent import TorrentInfo, make_torrent, read_torrent, scan_payload
+from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
+from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
+from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent, scan_payload
+from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_TMP_PREFIX = ".tmp-"
 
 # progress(name, phase, done_bytes, total_bytes); phase is "copying" or "hashing".
 Progress = Callable[[str, str, int, int], None]
@@ -66,8 +66,8 @@ class Library:
         """Read the library from disk, clearing what an interrupted add or remove left."""
         self.oss_dir.mkdir(parents=True, exist_ok=True)
         self.torrents_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in [*self.oss_dir.glob(_TMP_PREFIX + "*"),
-                         *self.torrents_dir.glob(_TMP_PREFIX + "*")]:
+        for leftover in [*self.oss_dir.glob(TMP_PREFIX + "*"),
+                         *self.torrents_dir.glob(TMP_PREFIX + "*")]:
             log.info("removing %s, left by an interrupted change", leftover)
             _remove_path(leftover)
         for torrent in self.torrents_dir.glob("*.torrent"):
@@ -161,10 +161,10 @@ class Library:
         # Refuse symlinks and empty folders before anything is copied.
         total = sum(f.length for f in scan_payload(source))
 
-        staged = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=self.oss_dir))
+        staged = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=self.oss_dir))
         # mkdtemp makes it 0700; the seeder runs as an unprivileged user and must read it.
         staged.chmod(0o755)
-        staged_torrent = self.torrents_dir / f"{_TMP_PREFIX}{name}.torrent"
+        staged_torrent = self.torrents_dir / f"{TMP_PREFIX}{name}.torrent"
         try:
             if link:
                 staged.rmdir()
@@ -182,7 +182,7 @@ class Library:
             staged.rename(self.oss_dir / name)
             # The commit point: from here on the entry is whole.
             staged_torrent.rename(self.torrent_path(name))
-            _fsync_dir(self.torrents_dir)
+            fsync_dir(self.torrents_dir)
         except BaseException:
             _remove_path(staged)
             staged_torrent.unlink(missing_ok=True)
@@ -241,22 +241,6 @@ def _remove_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    raw = data.encode() if isinstance(data, str) else data
-    with open(tmp, "wb") as f:
-        f.write(raw)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.rename(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_tree(source: Path, dest: Path, progress: Callable[[int], object]) -> None:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-POLICY_FILE = Path(__file__).resolve().parent.parent / "data/dbus/org.boottorrent1.conf"
+POLICY_FILE = Path(__file__).resolve().parents[2] / "data/dbus/org.boottorrent1.conf"
 INSTALLED_POLICY_FILE = Path("/usr/share/dbus-1/system.d/org.boottorrent1.conf")
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"

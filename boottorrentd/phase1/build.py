@@ -5,7 +5,7 @@ holds the kernel's modules for network cards, disks and the boot methods (decomp
 busybox insmod loads them, with a list in dependency order), busybox-static with its
 applet links, aria2c and kexec with every shared library they need (found by reading
 their ELF headers the way the dynamic loader does, not listed by hand), and the agent
-(boottorrentd/agent/: /init and its helpers).
+(boottorrentd/phase1/agent/: /init and its helpers).
 
 Nothing is downloaded. The same inputs give the same bytes: the cpio archive is written
 here with sorted entries, zero times and owners and numbered inodes, and compressed by a
@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from .errors import BootTorrentError, Busy, InvalidArgument
+from boottorrentd.errors import BootTorrentError, Busy, InvalidArgument
+from boottorrentd.util.fs import fsync_dir
 
 __all__ = [
     "DEFAULT_MODULES",
@@ -91,7 +92,7 @@ AGENT_APPLETS = (
 # Programs besides busybox (name -> the Debian package that has it), found on PATH and
 # placed at their own paths.
 PROGRAMS = {"aria2c": "aria2", "kexec": "kexec-tools"}
-# Where the agent's scripts go in the initrd (source name in boottorrentd/agent -> path).
+# Where the agent's scripts go in the initrd (source name in boottorrentd/phase1/agent -> path).
 AGENT_FILES = {
     "init": "init",
     "bt-download": "bin/bt-download",
@@ -767,7 +768,7 @@ class _Reporter:
 
 def agent_dir() -> Path:
     """The agent's scripts, shipped as package data."""
-    return Path(str(resources.files("boottorrentd").joinpath("agent")))
+    return Path(str(resources.files("boottorrentd.phase1").joinpath("agent")))
 
 
 def build(
@@ -981,7 +982,7 @@ def _install(work: Path, dest: Path) -> None:
     staged.chmod(0o755)
     for name in FILES:
         (staged / name).chmod(0o644)
-    _fsync_dir(staged)
+    fsync_dir(staged)
     if dest.exists():
         if _exchange(staged, dest):
             # `staged` now holds the old image: nothing served it since the exchange.
@@ -994,7 +995,7 @@ def _install(work: Path, dest: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staged, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 _RENAME_EXCHANGE = 2
@@ -1017,11 +1018,3 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), str(b))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

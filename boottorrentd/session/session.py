@@ -17,17 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import network
-from .clients import Registry
-from .config import Config
-from .dnsmasq import Dnsmasq
-from .errors import BootTorrentError
-from .httpserver import BootServer
-from .library import Library, OSEntry, write_atomic
-from .supervisor import ChildSpec, Supervisor
-from .torrent import with_announce
-from .tracker import Tracker
-from .transmission import Seeder, TorrentStats
+from boottorrentd.boot.http import BootServer
+from boottorrentd.clients.registry import Registry
+from boottorrentd.config import Config
+from boottorrentd.errors import BootTorrentError
+from boottorrentd.library.store import Library, OSEntry
+from boottorrentd.library.torrent import with_announce
+from boottorrentd.session import network
+from boottorrentd.session.children.dnsmasq import Dnsmasq
+from boottorrentd.session.children.tracker import Tracker
+from boottorrentd.session.children.transmission import Seeder, TorrentStats
+from boottorrentd.session.supervisor import ChildSpec, Supervisor
+from boottorrentd.util.fs import write_atomic
 
 log = logging.getLogger(__name__)
 

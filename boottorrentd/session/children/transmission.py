@@ -58,11 +58,11 @@ from typing import Any, TypeVar
 import transmission_rpc
 from transmission_rpc.error import TransmissionAuthError, TransmissionConnectError
 
-from .config import Config
-from .errors import BootTorrentError
-from .library import OSEntry
-from .supervisor import ChildSpec
-from .torrent import bencode, with_announce
+from boottorrentd.config import Config
+from boottorrentd.errors import BootTorrentError
+from boottorrentd.library.store import OSEntry
+from boottorrentd.library.torrent import bencode, with_announce
+from boottorrentd.session.supervisor import ChildSpec
 
 log = logging.getLogger(__name__)
 

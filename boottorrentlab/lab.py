@@ -47,11 +47,12 @@ from typing import Any, TextIO
 
 import yaml
 
+from boottorrentctl.bus import Client, CtlError
+from boottorrentctl.records import client_record, seed_records
 from boottorrentd import api
-from boottorrentd.dbus import MessageBus
+from boottorrentd.bus.backend import MessageBus
 
-from .bus import Client, CtlError
-from .harness import DaemonProcess, PrivateBus, venv_bin
+from .devkit.harness import DaemonProcess, PrivateBus, venv_bin
 
 QEMU = "qemu-system-x86_64"
 HTTP_PORT = 8080
@@ -206,7 +207,7 @@ class DaemonView:
     def clients(self) -> dict[str, dict[str, Any]]:
         """The daemon's client objects by MAC, as `boottorrentctl clients --json` shows."""
         objects = self._run(self._client.managed_objects())
-        records = [_client_record(ifaces[api.CLIENT_IFACE]) for ifaces in objects.values()
+        records = [client_record(ifaces[api.CLIENT_IFACE]) for ifaces in objects.values()
                    if api.CLIENT_IFACE in ifaces]
         return {r["mac"]: r for r in records}
 
@@ -215,9 +216,9 @@ class DaemonView:
 
     def seed_uploaded(self, os_name: str) -> int | None:
         """Bytes the server's seed uploaded of `os_name`, when the daemon reports it."""
-        for name, _hash, _status, _peers, uploaded in self.manager().get("Seeding", []):
-            if name == os_name:
-                return int(uploaded)
+        for seed in seed_records(self.manager()):
+            if seed["name"] == os_name:
+                return int(seed["uploaded_bytes"])
         return None
 
     def close(self) -> None:
@@ -226,15 +227,6 @@ class DaemonView:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
-
-def _client_record(props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "mac": props["MAC"], "ip": props["IPAddress"], "os": props["OS"],
-        "assigned_os": props["AssignedOS"], "stage": props["Stage"],
-        "progress": props["Progress"], "downloaded_bytes": props["DownloadedBytes"],
-        "uploaded_bytes": props["UploadedBytes"], "down_rate": props["DownloadRate"],
-        "up_rate": props["UploadRate"], "peers": props["Peers"], "error": props["Error"],
-    }
 
 
 @dataclass
@@ -807,7 +799,7 @@ PHASE1_STAMP = "lab-inputs.json"
 
 def _phase1_inputs() -> dict[str, str]:
     """What the cached phase-1 image depends on, besides Debian packages."""
-    from boottorrentd import phase1
+    from boottorrentd.phase1 import build as phase1
 
     version, kernel = phase1.find_kernel()
     st = kernel.stat()
@@ -821,7 +813,7 @@ def _phase1_inputs() -> dict[str, str]:
 
 def _phase1_stale(cache: Path) -> str | None:
     """Why the phase-1 image cached in `cache` is out of date, or None when it is current."""
-    from boottorrentd import phase1
+    from boottorrentd.phase1 import build as phase1
 
     if not all((cache / PHASE1_DIR / n).is_file() for n in PHASE1_FILES):
         return "none is built yet"
@@ -851,7 +843,7 @@ def _phase1_stale(cache: Path) -> str | None:
 def ensure_phase1(rebuild: bool, out: TextIO) -> Path:
     """A current phase-1 folder: the one cached in PHASE1_CACHE, else built now there."""
     try:
-        from boottorrentd import phase1
+        from boottorrentd.phase1 import build as phase1
     except ImportError as e:
         raise LabError(f"the phase-1 builder is not available ({e}); pass a built image "
                        "with --phase1 DIR") from e

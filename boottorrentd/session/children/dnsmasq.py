@@ -53,9 +53,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
-from .errors import BootTorrentError, InvalidArgument
-from .supervisor import ChildSpec
+from boottorrentd.config import Config
+from boottorrentd.errors import BootTorrentError, InvalidArgument
+from boottorrentd.session.supervisor import ChildSpec
+from boottorrentd.util.fs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +386,7 @@ class Dnsmasq:
         # Also without DHCP (no events then): lease_events() works the same either way.
         self._open_socket()
         if self.cfg.dnsmasq.enable_dhcp:
-            _write_atomic(
+            write_atomic(
                 self.hook_path,
                 HOOK_TEMPLATE.format(
                     python=sys.executable or "/usr/bin/python3",
@@ -396,7 +397,7 @@ class Dnsmasq:
             )
         if self.cfg.dnsmasq.enable_tftp:
             self._fill_tftp_root()
-        _write_atomic(self.config_path, self.render_config(), 0o644)
+        write_atomic(self.config_path, self.render_config(), 0o644)
         return ChildSpec("dnsmasq", [binary, f"--conf-file={self.config_path}"])
 
     def _fill_tftp_root(self) -> None:
@@ -543,11 +544,3 @@ def _same_content(src: Path, dst: Path) -> bool:
     except FileNotFoundError:
         return False
     return src.read_bytes() == dst.read_bytes()
-
-
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    """Replace `path` with `text` at once: a restarting dnsmasq never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(mode)
-    os.replace(tmp, path)

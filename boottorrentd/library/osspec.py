@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .config import (
+from boottorrentd.config import (
     check_single_line,
     comment,
     describe,
@@ -26,7 +26,7 @@ from .config import (
     write_eg,
     yaml_scalar,
 )
-from .errors import ConfigError
+from boottorrentd.errors import ConfigError
 
 CONFIG_NAME = "config.yaml"
 

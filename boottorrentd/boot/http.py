@@ -32,10 +32,17 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .bootplan import boot_env, boot_json, normalize_mac, plan_boot, render_chain, render_ipxe
-from .clients import Registry
-from .config import Config
-from .library import NAME_RE, OSEntry
+from boottorrentd.boot.plan import (
+    boot_env,
+    boot_json,
+    normalize_mac,
+    plan_boot,
+    render_chain,
+    render_ipxe,
+)
+from boottorrentd.clients.registry import Registry
+from boottorrentd.config import Config
+from boottorrentd.library.store import NAME_RE, OSEntry
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from bench.network import ShapedLan, tbf
 from bench.proc import say
 from bench.runner import Runner, RunResult, RunSettings
 from bench.units import human_rate, human_size, parse_rate, parse_size
-from boottorrentlab.lab import sh as run
+from boottorrentlab.devkit.lan import sh
 
 PROG = "python -m bench.swarm"
 
@@ -125,6 +125,7 @@ class Plan:
     links: Links
     modes: list[str]
     counts: list[int]
+    repeat: int
     settings: RunSettings
     daemon: DaemonOptions
 
@@ -147,7 +148,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                            web_seed=args.web_seed)
     daemon = DaemonOptions(overrides=tuple(args.set), piece_length=args.piece_size,
                            transmission_settings=dict(args.transmission_setting))
-    return Plan(links, modes, counts, settings, daemon)
+    return Plan(links, modes, counts, args.repeat, settings, daemon)
 
 
 def check_environment(modes: list[str]) -> list[str]:
@@ -210,7 +211,7 @@ class Bench:
         # The clients' copies live in RAM, as in phase-1 (a tmpfs per machine there).
         (self.work / "data").mkdir()
         tmpfs = max(plan.counts) * size * 11 // 10 + (64 << 20)
-        run("mount", "-t", "tmpfs", "-o", f"size={tmpfs},mode=0755", "bt-bench",
+        sh("mount", "-t", "tmpfs", "-o", f"size={tmpfs},mode=0755", "bt-bench",
             str(self.work / "data"))
         self.mounted = True
         say(f"lab: {max(plan.counts)} clients, server up {human_rate(links.server_up)}, "
@@ -234,7 +235,7 @@ class Bench:
         if self.lab is not None:
             self.lab.close()
         if self.mounted:
-            run("umount", "-l", str(self.work / "data"), check=False)
+            sh("umount", "-l", str(self.work / "data"), check=False)
         if keep:
             say(f"work folder kept: {self.work}")
         else:
@@ -249,15 +250,15 @@ def _log_run(result: RunResult, size: int, links: Links) -> None:
         + (f"; FAILURES: {result.failures}" if result.failures else ""))
 
 
-def measure(plan: Plan, runner: Runner, repeat: int) -> list[dict[str, Any]]:
-    """Every mode `repeat` times for every client count; one summary per count."""
+def measure(plan: Plan, runner: Runner) -> list[dict[str, Any]]:
+    """Every mode `plan.repeat` times for every client count; one summary per count."""
     points = []
     for n in plan.counts:
         results: dict[str, list[RunResult]] = {m: [] for m in plan.modes}
-        for rep in range(repeat):
+        for rep in range(plan.repeat):
             for mode in plan.modes:
                 time.sleep(plan.settings.settle)
-                say(f"{mode}: N={n}, run {rep + 1}/{repeat}")
+                say(f"{mode}: N={n}, run {rep + 1}/{plan.repeat}")
                 result = MODES[mode](runner, n, rep)
                 results[mode].append(result)
                 _log_run(result, plan.settings.size, plan.links)
@@ -304,7 +305,7 @@ def _run(args: argparse.Namespace, plan: Plan, bench: Bench) -> int:
     runner = bench.setup()
     assert bench.session is not None
     boot_env = bench.session.boot_env()
-    points = measure(plan, runner, args.repeat)
+    points = measure(plan, runner)
     runner.stop()
     doc = report.document(points, parameters(args, plan, bench, boot_env, started),
                           scaling=bool(args.scaling))

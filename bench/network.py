@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.bounds import Links
-from boottorrentlab.devkit.lan import Lan, Netns
-from boottorrentlab.lab import sh as run
+from boottorrentlab.devkit.lan import Lan, Netns, sh
 
 SERVER_HOST = 1
 FIRST_CLIENT_HOST = 10
@@ -22,16 +21,16 @@ QUEUE_MS = 50
 
 def iface_counters(ns: Netns) -> tuple[int, int]:
     """(rx_bytes, tx_bytes) of the namespace's eth0, read in the namespace."""
-    out = run("ip", "-n", ns.name, "-s", "-j", "link", "show", "dev", ns.ifname).stdout
+    out = sh("ip", "-n", ns.name, "-s", "-j", "link", "show", "dev", ns.ifname).stdout
     stats = json.loads(out)[0]["stats64"]
     return stats["rx"]["bytes"], stats["tx"]["bytes"]
 
 
 def peer_name(ns: Netns) -> str:
     """The bridge-side end of the namespace's veth pair, by the link index eth0 names."""
-    link = json.loads(run("ip", "-n", ns.name, "-j", "link", "show", "dev", ns.ifname).stdout)[0]
+    link = json.loads(sh("ip", "-n", ns.name, "-j", "link", "show", "dev", ns.ifname).stdout)[0]
     index = link["link_index"]
-    for entry in json.loads(run("ip", "-j", "link", "show").stdout):
+    for entry in json.loads(sh("ip", "-j", "link", "show").stdout):
         if entry["ifindex"] == index:
             return entry["ifname"]
     raise RuntimeError(f"no interface with index {index} for {ns.name}'s {ns.ifname}")
@@ -57,7 +56,7 @@ class Machine:
 
     def shape(self) -> None:
         self.ns.run("tc", "qdisc", "replace", "dev", self.ns.ifname, "root", *tbf(self.up))
-        run("tc", "qdisc", "replace", "dev", self.peer, "root", *tbf(self.down))
+        sh("tc", "qdisc", "replace", "dev", self.peer, "root", *tbf(self.down))
 
     def sent_bytes_bridge_side(self) -> int:
         """What this machine has sent, as its link partner counts it (a file read, cheap)."""

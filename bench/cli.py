@@ -95,8 +95,9 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transmission-setting", action="append", default=[], type=key_value,
                    metavar="KEY=VALUE",
                    help="experiment: a settings.json key for the daemon's transmission-daemon "
-                   "(YAML value; its configuration's transmission.settings), e.g. "
-                   "upload-slots-per-torrent=32; repeatable")
+                   "(YAML value; its configuration's transmission.settings), e.g. encryption=0; "
+                   "keys the seeder sets itself are refused (upload slots: --set "
+                   "seeder.upload_slots=N); repeatable")
     p.add_argument("--aria2-extra", default="", metavar="OPTIONS",
                    help="experiments only: aria2c options appended to the daemon's "
                    "(BT_ARIA2_OPTS), e.g. '--bt-max-peers=80'")

@@ -33,11 +33,11 @@ def test_piece_size_sets_the_librarys_piece_length_in_bytes():
 
 
 def test_transmission_settings_are_one_mapping_with_yaml_values():
-    config = written_config("--transmission-setting", "upload-slots-per-torrent=32",
+    config = written_config("--transmission-setting", "cache-size-mb=64",
                             "--transmission-setting", "encryption=0",
                             "--transmission-setting", "utp-enabled=false")
-    assert config["transmission"] == {"settings": {"upload-slots-per-torrent": 32,
-                                                   "encryption": 0, "utp-enabled": False}}
+    assert config["transmission"] == {"settings": {"cache-size-mb": 64, "encryption": 0,
+                                                   "utp-enabled": False}}
 
 
 def test_set_changes_any_key_and_wins_over_the_experiment_options():

@@ -213,7 +213,7 @@ class Bench:
         (self.work / "data").mkdir()
         tmpfs = max(plan.counts) * size * 11 // 10 + (64 << 20)
         sh("mount", "-t", "tmpfs", "-o", f"size={tmpfs},mode=0755", "bt-bench",
-            str(self.work / "data"))
+           str(self.work / "data"))
         self.mounted = True
         say(f"lab: {max(plan.counts)} clients, server up {human_rate(links.server_up)}, "
             f"clients {human_rate(links.client_up)} up / {human_rate(links.client_down)} "
@@ -301,7 +301,8 @@ def parameters(args: argparse.Namespace, plan: Plan, bench: Bench, boot_env: str
     }
 
 
-def _run(args: argparse.Namespace, plan: Plan, bench: Bench) -> int:
+def _run(args: argparse.Namespace, bench: Bench) -> int:
+    plan = bench.plan
     started = dt.datetime.now(dt.UTC)
     runner = bench.setup()
     assert bench.session is not None
@@ -327,11 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--replot needs --plot FILE")
         report.plot(json.loads(args.replot.read_text()), args.plot)
         return 0
-    plan = replace(plan, modes=check_environment(plan.modes))
-    bench = Bench(plan)
+    bench = Bench(replace(plan, modes=check_environment(plan.modes)))
     try:
         with interrupts_as_exit():
-            return _run(args, plan, bench)
+            return _run(args, bench)
     except KeyboardInterrupt:
         say("interrupted: cleaning up")
         return 130

@@ -10,7 +10,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	dnsmasq-base transmission-daemon transmission-cli opentracker aria2 ipxe \
 	busybox-static udhcpc debootstrap systemd-container \
 	qemu-system-x86 linux-image-amd64 kexec-tools zstd cpio squashfs-tools \
-	udpcast python3-libtorrent
+	udpcast
 
 .PHONY: deps apt venv test unit integration demo bench lint clean
 
@@ -41,9 +41,9 @@ demo: deps
 
 # The swarm benchmark's figures in README.md (about 40 minutes; the machine should be idle).
 bench: deps
-	$(VENV)/bin/python bench/swarm.py --repeat 3 \
+	$(VENV)/bin/python -m bench.swarm --repeat 3 \
 		--json bench/results/swarm-n16.json --plot bench/results/swarm-n16.png
-	$(VENV)/bin/python bench/swarm.py --scaling 1,2,4,8,16,32 \
+	$(VENV)/bin/python -m bench.swarm --scaling 1,2,4,8,16,32 \
 		--json bench/results/scaling.json --plot bench/results/scaling.png
 
 lint: deps

@@ -1,1 +1,1 @@
-"""The swarm benchmark (bench/swarm.py) and its helpers; see bench/README.md."""
+"""The swarm benchmark (`python -m bench.swarm`) and its helpers; see bench/README.md."""

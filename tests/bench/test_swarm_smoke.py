@@ -1,4 +1,4 @@
-"""Smoke test of the swarm benchmark (bench/swarm.py): N=2, 4 MiB, fast links.
+"""Smoke test of the swarm benchmark (python -m bench.swarm): N=2, 4 MiB, fast links.
 
 It checks that the harness runs end to end with the real daemon, that the JSON document
 has every field the issue asks for, that the values are consistent with each other and
@@ -16,15 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.swarm import (
-    Links,
-    agent_download_command,
-    kumar_ross_bound,
-    parse_rate,
-    parse_size,
-    unicast_bound,
-    with_url_list,
-)
+from bench.agent import agent_download_command
+from bench.bounds import Links, kumar_ross_bound, unicast_bound
+from bench.units import parse_rate, parse_size
+from bench.webseed import with_url_list
 
 pytestmark = pytest.mark.bench_smoke
 
@@ -69,7 +64,7 @@ def test_a_web_seed_url_list_keeps_the_infohash():
 def test_the_harness_runs_and_writes_a_complete_consistent_json(tmp_path):
     out, png = tmp_path / "swarm.json", tmp_path / "swarm.png"
     result = subprocess.run(
-        [sys.executable, "bench/swarm.py", "--clients", str(CLIENTS), "--size", "4M",
+        [sys.executable, "-m", "bench.swarm", "--clients", str(CLIENTS), "--size", "4M",
          "--rate", "200mbit", "--settle", "1", "--json", str(out), "--plot", str(png)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -1,0 +1,73 @@
+"""What the links carry and how busy the host is, sampled in the background during a run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bench.network import Machine
+
+SAMPLE_S = 0.25
+
+# (seconds since the start, bytes the server sent, bytes the clients received)
+Sample = tuple[float, int, int]
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) clock ticks of all the host's cores since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+class Sampler(threading.Thread):
+    """Samples the server's upload and the clients' total download every SAMPLE_S."""
+
+    def __init__(self, server: Machine, clients: list[Machine], t0: float) -> None:
+        super().__init__(daemon=True)
+        self.server, self.clients, self.t0 = server, clients, t0
+        self.base = (server.sent_bytes_bridge_side(),
+                     sum(c.received_bytes_bridge_side() for c in clients))
+        self.samples: list[Sample] = []
+        self.stopped = threading.Event()
+        self.cpu_base = cpu_times()
+        self.cpu_busy: float | None = None
+
+    def sample(self) -> None:
+        up = self.server.sent_bytes_bridge_side() - self.base[0]
+        down = sum(c.received_bytes_bridge_side() for c in self.clients) - self.base[1]
+        self.samples.append((round(time.time() - self.t0, 3), up, down))
+
+    def run(self) -> None:
+        while not self.stopped.wait(SAMPLE_S):
+            try:
+                self.sample()
+            except FileNotFoundError:
+                return  # interrupted: the lab's links are being removed
+
+    def stop(self) -> list[Sample]:
+        self.stopped.set()
+        self.join()
+        self.sample()
+        busy, total = (now - then for now, then in zip(cpu_times(), self.cpu_base, strict=True))
+        self.cpu_busy = round(busy / total, 3) if total else None
+        return self.samples
+
+    def server_rate(self) -> float:
+        """The server's upload over the last few samples, in bit/s."""
+        s = self.samples[-5:]
+        if len(s) < 2 or s[-1][0] <= s[0][0]:
+            return 0.0
+        return (s[-1][1] - s[0][1]) * 8 / (s[-1][0] - s[0][0])
+
+    def timeline(self, points: int = 120) -> list[Sample]:
+        """The samples thinned to about `points` (the JSON stays small), the last kept."""
+        step = max(1, -(-len(self.samples) // points))
+        thinned = self.samples[::step]
+        if thinned[-1] != self.samples[-1]:
+            thinned.append(self.samples[-1])
+        return thinned
+
+    def first_data(self, threshold: int) -> float | None:
+        return next((t for t, up, _ in self.samples if up >= threshold), None)

@@ -63,6 +63,7 @@ from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import bencode, with_announce
 from boottorrentd.session.supervisor import ChildSpec
+from boottorrentd.util.privdrop import setpriv_prefix
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +274,7 @@ class Seeder:
             entry = pwd.getpwnam(self.user)
             os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
             os.chown(self.settings_path, entry.pw_uid, entry.pw_gid)
-            setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-            argv = [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
-                    "--init-groups", "--", *argv]
+            argv = [*setpriv_prefix(self.user), *argv]
         return ChildSpec("transmission", argv, ready=self.wait_ready, started=self.restore)
 
     # --- RPC plumbing ------------------------------------------------------------------

@@ -8,7 +8,6 @@ or a folder without a torrent (removed too), never a half entry that looks whole
 import asyncio
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,13 +17,12 @@ from pathlib import Path
 import yaml
 
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
+from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent, scan_payload
 from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
-
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 # progress(name, phase, done_bytes, total_bytes); phase is "copying" or "hashing".
 Progress = Callable[[str, str, int, int], None]
@@ -42,14 +40,6 @@ class OSEntry:
     @property
     def size_bytes(self) -> int:
         return self.torrent.total_size
-
-
-def check_name(name: str) -> None:
-    if not NAME_RE.fullmatch(name):
-        raise InvalidArgument(
-            f"invalid OS name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_' and '-', "
-            "starting with a letter or digit (e.g. debian12)"
-        )
 
 
 class Library:
@@ -239,8 +229,6 @@ def _remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
     elif path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
-
-
 
 
 def _copy_tree(source: Path, dest: Path, progress: Callable[[int], object]) -> None:

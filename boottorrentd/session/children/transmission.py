@@ -206,7 +206,7 @@ class Seeder:
             # DHT would announce the swarm beyond the lab (config.py refuses it too).
             "dht-enabled": False,
             "lpd-enabled": cfg.transmission.lpd_enabled,
-            "pex-enabled": cfg.aria2.enable_peer_exchange,
+            "pex-enabled": cfg.swarm.peer_exchange,
             # aria2c, the only client, speaks TCP BitTorrent only.
             "utp-enabled": False,
             # 1: prefer encryption, accept plain connections.

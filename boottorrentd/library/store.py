@@ -106,7 +106,10 @@ class Library:
         link: bool = False,
         config_values: dict[str, str] | None = None,
         progress: Progress | None = None,
+        piece_length: int | None = None,
     ) -> OSEntry:
+        """Copy (or with `link`, use) `source` as OS `name` and make its torrent, in pieces
+        of `piece_length` bytes (None: chosen by size)."""
         check_name(name)
         if not source.is_absolute():
             raise InvalidArgument(f"source folder {str(source)!r} must be an absolute path")
@@ -118,7 +121,7 @@ class Library:
         self._busy.add(name)
         try:
             entry = await asyncio.to_thread(
-                self._add_blocking, name, source, link, config_values, progress
+                self._add_blocking, name, source, link, config_values, progress, piece_length
             )
         finally:
             self._busy.discard(name)
@@ -132,17 +135,10 @@ class Library:
         link: bool,
         config_values: dict[str, str] | None,
         progress: Progress | None,
+        piece_length: int | None,
     ) -> OSEntry:
         report = progress or (lambda *_: None)
-        if not source.is_dir():
-            hint = ("; under systemd the daemon has a private /tmp and /var/tmp: put the OS "
-                    "elsewhere" if str(source).startswith(("/tmp/", "/var/tmp/")) else "")
-            raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
-                                  f"folder; give the folder that holds the OS's files{hint}")
-        if link and config_values:
-            raise InvalidArgument(
-                "--link uses the folder as it is, so it needs its own config.yaml; drop "
-                "--method/--kernel/... or add the OS without --link")
+        _check_source(source, link, config_values)
         config_text, spec = _describe(name, source, config_values)
         for other in self.entries.values():
             if other.spec.dispname == spec.dispname:
@@ -166,7 +162,8 @@ class Library:
                 if config_text is not None:
                     write_atomic(staged / "config.yaml", config_text)
             torrent, info = make_torrent(
-                staged, name, progress=lambda done, tot: report(name, "hashing", done, tot)
+                staged, name, progress=lambda done, tot: report(name, "hashing", done, tot),
+                piece_length=piece_length,
             )
             write_atomic(staged_torrent, torrent)
             staged.rename(self.oss_dir / name)
@@ -201,6 +198,18 @@ class Library:
             await asyncio.to_thread(_remove_path, folder)
         finally:
             self._busy.discard(name)
+
+
+def _check_source(source: Path, link: bool, config_values: dict[str, str] | None) -> None:
+    if not source.is_dir():
+        hint = ("; under systemd the daemon has a private /tmp and /var/tmp: put the OS "
+                "elsewhere" if str(source).startswith(("/tmp/", "/var/tmp/")) else "")
+        raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
+                              f"folder; give the folder that holds the OS's files{hint}")
+    if link and config_values:
+        raise InvalidArgument(
+            "--link uses the folder as it is, so it needs its own config.yaml; drop "
+            "--method/--kernel/... or add the OS without --link")
 
 
 def _describe(

@@ -185,7 +185,7 @@ class Seeder:
     # --- the child ------------------------------------------------------------------------
 
     def _render_settings(self) -> dict[str, Any]:
-        """transmission's settings.json for this session."""
+        """transmission's settings.json for this session, transmission.settings merged in."""
         cfg = self.cfg
         limit = cfg.seeder.upload_limit_kbps
         return {
@@ -234,6 +234,8 @@ class Seeder:
             "umask": 0o022,
             # 2: info, which has checks and tracker errors, without debug chatter.
             "message-level": 2,
+            # Last, so they win; the config refuses the keys the seeder needs as above.
+            **(cfg.transmission.settings or {}),
         }
 
     def prepare(self) -> ChildSpec:

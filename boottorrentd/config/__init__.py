@@ -12,6 +12,7 @@ job:
 - checks.py, dhcprange.py: checks of single values
 - rules.py: rules across keys
 - legacy.py: the seed's old key names
+- messages.py: pieces of error messages, shared with the OSes' config.yaml (osspec)
 - render.py: the configuration as data and as the commented default file
 
 Every problem is a `ConfigError` naming the dotted key, what is wrong and how to fix it.

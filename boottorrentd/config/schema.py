@@ -62,8 +62,9 @@ def unwrap_optional(tp: Any) -> tuple[Any, bool]:
     """(the type without None, whether None is allowed)."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
-        base = args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
-        return base, len(args) < len(typing.get_args(tp))
+        optional = len(args) < len(typing.get_args(tp))
+        # A union of types other than None (int | str) is parsed as one type.
+        return (args[0] if len(args) == 1 else tp), optional
     return tp, False
 
 

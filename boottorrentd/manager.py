@@ -155,6 +155,7 @@ class Manager:
             link=link,
             config_values=config_values,
             progress=self._progress_threadsafe(),
+            piece_length=self.config.library.fixed_piece_length,
         )
         log.info("added OS %s: %d bytes in %d files, infohash %s", name, entry.size_bytes,
                  len(entry.torrent.files), entry.torrent.infohash,

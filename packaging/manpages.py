@@ -330,7 +330,7 @@ def config_page() -> str:
             else:
                 what += ", default " + bold(schema.yaml_scalar(f.default))
             # The same text the default configuration file shows above the key.
-            doc = schema._key_comment(f, key_hints[f.name])
+            doc = schema.key_comment(f, key_hints[f.name])
             body: list[str] = []
             for i, part in enumerate(doc.split("\n")):
                 body += ([".br"] if i else []) + para(part)

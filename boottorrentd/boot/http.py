@@ -42,7 +42,8 @@ from boottorrentd.boot.plan import (
 )
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config
-from boottorrentd.library.store import NAME_RE, OSEntry
+from boottorrentd.library.names import NAME_RE
+from boottorrentd.library.store import OSEntry
 
 log = logging.getLogger(__name__)
 

@@ -270,7 +270,7 @@ def boot_json(entry: OSEntry, cfg: Config, *, server: str) -> dict:
         "seed_time": cfg.boottorrent.seed_time,
         "aria2": {
             "bt-enable-lpd": _flag(aria2.bt_enable_lpd),
-            "enable-peer-exchange": _flag(aria2.enable_peer_exchange),
+            "enable-peer-exchange": _flag(cfg.swarm.peer_exchange),
             "enable-dht": _flag(aria2.enable_dht),
             "enable-dht6": _flag(aria2.enable_dht6),
             "check-integrity": _flag(aria2.check_integrity),

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from boottorrentd.boot.plan import normalize_mac
-from boottorrentd.library.store import NAME_RE
+from boottorrentd.library.names import NAME_RE
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ or a folder without a torrent (removed too), never a half entry that looks whole
 import asyncio
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,13 +17,12 @@ from pathlib import Path
 import yaml
 
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
+from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent, scan_payload
 from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
-
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 # progress(name, phase, done_bytes, total_bytes); phase is "copying" or "hashing".
 Progress = Callable[[str, str, int, int], None]
@@ -42,14 +40,6 @@ class OSEntry:
     @property
     def size_bytes(self) -> int:
         return self.torrent.total_size
-
-
-def check_name(name: str) -> None:
-    if not NAME_RE.fullmatch(name):
-        raise InvalidArgument(
-            f"invalid OS name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_' and '-', "
-            "starting with a letter or digit (e.g. debian12)"
-        )
 
 
 class Library:
@@ -116,7 +106,10 @@ class Library:
         link: bool = False,
         config_values: dict[str, str] | None = None,
         progress: Progress | None = None,
+        piece_length: int | None = None,
     ) -> OSEntry:
+        """Copy (or with `link`, use) `source` as OS `name` and make its torrent, in pieces
+        of `piece_length` bytes (None: chosen by size)."""
         check_name(name)
         if not source.is_absolute():
             raise InvalidArgument(f"source folder {str(source)!r} must be an absolute path")
@@ -128,7 +121,7 @@ class Library:
         self._busy.add(name)
         try:
             entry = await asyncio.to_thread(
-                self._add_blocking, name, source, link, config_values, progress
+                self._add_blocking, name, source, link, config_values, progress, piece_length
             )
         finally:
             self._busy.discard(name)
@@ -142,17 +135,10 @@ class Library:
         link: bool,
         config_values: dict[str, str] | None,
         progress: Progress | None,
+        piece_length: int | None,
     ) -> OSEntry:
         report = progress or (lambda *_: None)
-        if not source.is_dir():
-            hint = ("; under systemd the daemon has a private /tmp and /var/tmp: put the OS "
-                    "elsewhere" if str(source).startswith(("/tmp/", "/var/tmp/")) else "")
-            raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
-                                  f"folder; give the folder that holds the OS's files{hint}")
-        if link and config_values:
-            raise InvalidArgument(
-                "--link uses the folder as it is, so it needs its own config.yaml; drop "
-                "--method/--kernel/... or add the OS without --link")
+        _check_source(source, link, config_values)
         config_text, spec = _describe(name, source, config_values)
         for other in self.entries.values():
             if other.spec.dispname == spec.dispname:
@@ -176,7 +162,8 @@ class Library:
                 if config_text is not None:
                     write_atomic(staged / "config.yaml", config_text)
             torrent, info = make_torrent(
-                staged, name, progress=lambda done, tot: report(name, "hashing", done, tot)
+                staged, name, progress=lambda done, tot: report(name, "hashing", done, tot),
+                piece_length=piece_length,
             )
             write_atomic(staged_torrent, torrent)
             staged.rename(self.oss_dir / name)
@@ -213,6 +200,18 @@ class Library:
             self._busy.discard(name)
 
 
+def _check_source(source: Path, link: bool, config_values: dict[str, str] | None) -> None:
+    if not source.is_dir():
+        hint = ("; under systemd the daemon has a private /tmp and /var/tmp: put the OS "
+                "elsewhere" if str(source).startswith(("/tmp/", "/var/tmp/")) else "")
+        raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
+                              f"folder; give the folder that holds the OS's files{hint}")
+    if link and config_values:
+        raise InvalidArgument(
+            "--link uses the folder as it is, so it needs its own config.yaml; drop "
+            "--method/--kernel/... or add the OS without --link")
+
+
 def _describe(
     name: str, source: Path, config_values: dict[str, str] | None
 ) -> tuple[str | None, OSSpec]:
@@ -239,8 +238,6 @@ def _remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
     elif path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
-
-
 
 
 def _copy_tree(source: Path, dest: Path, progress: Callable[[int], object]) -> None:

@@ -303,8 +303,10 @@ def make_torrent(
     *,
     exclude: Collection[str] = ("config.yaml",),
     progress: Callable[[int, int], None] | None = None,
+    piece_length: int | None = None,
 ) -> tuple[bytes, TorrentInfo]:
-    """Hash the files under `root` into deterministic multi-file metainfo named `name`.
+    """Hash the files under `root` into deterministic multi-file metainfo named `name`,
+    in pieces of `piece_length` bytes (None: piece_length_for() the total size).
 
     Blocking on purpose: the daemon calls it in a worker thread, where hashlib's
     release of the GIL keeps the event loop responsive. `progress(hashed, total)` is
@@ -320,7 +322,7 @@ def make_torrent(
     total = sum(f.length for f in files)
     if total == 0:
         raise InvalidArgument(f"{root}: every file is empty, so there is nothing to share")
-    piece_length = piece_length_for(total)
+    piece_length = piece_length or piece_length_for(total)
     pieces = _hash_pieces(root, files, piece_length, total, progress)
 
     # Multi-file mode even for one file keeps the layout <download dir>/<name>/<path>

@@ -38,10 +38,10 @@ SYSTEM_USER = "boottorrent"
 
 
 def children_user(cfg: Config) -> str | None:
-    """Who the children run as: dnsmasq.user, else the package's system user; None (the
+    """Who the children run as: children.user, else the package's system user; None (the
     daemon's own user) in a development checkout where that user does not exist."""
-    if cfg.dnsmasq.user:
-        return cfg.dnsmasq.user
+    if cfg.children.user:
+        return cfg.children.user
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:

@@ -42,7 +42,7 @@ def test_the_seed_skeleton_loads_unchanged():
         host_ip="192.168.1.1",
     )
     assert cfg.dnsmasq.enable_dhcp is True
-    assert cfg.dnsmasq.user is None
+    assert cfg.children.user is None
     assert cfg.dnsmasq.interface == "eth0"
     assert cfg.dnsmasq.bind_interfaces is True
     assert cfg.dnsmasq.dhcp_range == "192.168.1.50,192.168.1.150,12h"
@@ -54,7 +54,7 @@ def test_the_seed_skeleton_loads_unchanged():
     assert cfg.aria2.bt_enable_lpd is False
     assert cfg.aria2.enable_dht is False
     assert cfg.aria2.check_integrity is False
-    assert cfg.aria2.enable_peer_exchange is True
+    assert cfg.swarm.peer_exchange is True
     assert cfg.tracker_kind == "auto"
     assert cfg.tracker_port == 10001
 
@@ -68,7 +68,7 @@ def test_the_seed_test_environment_loads_unchanged():
     assert cfg.boottorrent.timeout == 30
     assert cfg.dnsmasq.interface == "vboxnet0"
     assert cfg.dnsmasq.bind_interfaces is False
-    assert cfg.dnsmasq.user == "shreyansh"
+    assert cfg.children.user == "shreyansh"
     assert cfg.hefur.enable is True
     assert cfg.aria2.bt_enable_lpd is True
     assert cfg.aria2.check_integrity is True
@@ -81,7 +81,7 @@ def test_a_minimal_file_takes_every_default():
 
 
 def test_a_section_with_all_keys_commented_out_takes_its_defaults():
-    assert parse_text(MINIMAL + "dnsmasq:\n  # user: nobody\n").dnsmasq.user is None
+    assert parse_text(MINIMAL + "dnsmasq:\n  # user: nobody\n").children.user is None
 
 
 def test_the_default_text_round_trips_to_the_default_config():
@@ -162,7 +162,7 @@ def test_optional_keys_may_be_null():
     )
 
     assert cfg.boottorrent.display_oss is None
-    assert cfg.dnsmasq.user is None
+    assert cfg.children.user is None
 
 
 def test_proxy_dhcp_accepts_a_subnet_alone():
@@ -478,3 +478,138 @@ def test_a_file_that_is_a_list_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="expected a mapping of sections"):
         load_config(path)
+
+
+# --- the seed's names, read as what they do ----------------------------------------------
+
+
+def test_the_seeds_dnsmasq_user_is_who_every_child_runs_as():
+    cfg = parse_text(MINIMAL + "dnsmasq: {user: nobody, interface: eth1}")
+
+    assert cfg.children.user == "nobody"
+    assert cfg.dnsmasq.interface == "eth1"
+    assert "user" not in config_to_dict(cfg)["dnsmasq"]
+
+
+def test_the_seeds_aria2_peer_exchange_is_the_swarms_peer_exchange():
+    cfg = parse_text(MINIMAL + "aria2: {enable_peer_exchange: false}")
+
+    assert cfg.swarm.peer_exchange is False
+
+
+def test_the_new_names_work_without_the_old_ones():
+    cfg = parse_text(MINIMAL + "children: {user: nobody}\nswarm: {peer_exchange: false}")
+
+    assert (cfg.children.user, cfg.swarm.peer_exchange) == ("nobody", False)
+    assert parse_config(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))) == cfg
+
+
+def test_a_mistake_in_an_old_name_is_reported_under_that_name():
+    with pytest.raises(ConfigError) as caught:
+        parse_text(MINIMAL + "aria2: {enable_peer_exchange: maybe}")
+
+    message = str(caught.value)
+    assert "aria2.enable_peer_exchange: expected true or false" in message
+    assert 'write e.g. "enable_peer_exchange: true"' in message
+
+
+def test_an_old_name_beside_its_new_name_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        parse_text(MINIMAL + "dnsmasq: {user: nobody}\nchildren: {user: boottorrent}")
+
+    assert "dnsmasq.user" in str(caught.value)
+    assert "keep only children.user" in str(caught.value)
+
+
+def test_the_default_text_shows_the_new_names_only():
+    text = default_config_text()
+
+    assert "\nchildren:\n" in text
+    assert "\nswarm:\n" in text
+    assert "\n  enable_peer_exchange:" not in text
+    assert "dnsmasq.user as children.user" in text
+
+
+# --- OS names: the library's rule --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Debian12", "a b", "-x", ".hidden", "x" * 65])
+def test_an_os_name_the_library_would_refuse_is_refused_with_the_key_and_the_fix(name):
+    with pytest.raises(ConfigError) as caught:
+        parse_text(with_boot(default_os=f'"{name}"'))
+
+    message = str(caught.value)
+    assert "boottorrent.default_os" in message
+    assert "a-z, 0-9" in message
+
+
+def test_a_capitalised_os_name_suggests_the_library_spelling():
+    with pytest.raises(ConfigError, match=r"e\.g\. 'debian12'"):
+        parse_text(with_boot(display_oss="[Debian12]"))
+
+
+def test_os_names_the_library_accepts_are_accepted():
+    cfg = parse_text(with_boot(display_oss='[debian12, "2024", win.11_x-64]'))
+
+    assert cfg.boottorrent.display_oss == ("debian12", "2024", "win.11_x-64")
+
+
+# --- library.piece_length and transmission.settings ---------------------------------------
+
+
+def test_the_piece_length_is_auto_unless_a_power_of_two_is_given():
+    assert parse_text(MINIMAL).library.fixed_piece_length is None
+    cfg = parse_text(MINIMAL + "library: {piece_length: 65536}")
+
+    assert cfg.library.piece_length == 65536
+    assert cfg.library.fixed_piece_length == 65536
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        ("100000", "e.g. 65536 or 131072"),
+        ("8192", "at least 16384"),
+        ("automatic", "did you mean 'auto'"),
+        ("true", "auto or a whole number of bytes"),
+    ],
+)
+def test_a_wrong_piece_length_names_its_key_and_the_fix(value, fix):
+    with pytest.raises(ConfigError) as caught:
+        parse_text(MINIMAL + f"library: {{piece_length: {value}}}")
+
+    assert "library.piece_length" in str(caught.value)
+    assert fix in str(caught.value)
+
+
+def test_transmission_settings_are_a_mapping_of_settings_json_keys():
+    cfg = parse_text(MINIMAL + "transmission: {settings: {cache-size-mb: 64, encryption: 2}}")
+
+    assert cfg.transmission.settings == {"cache-size-mb": 64, "encryption": 2}
+    assert parse_text(MINIMAL).transmission.settings is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "fix"),
+    [
+        ("rpc-port: 1", "private RPC channel"),
+        ("rpc-whitelist-enabled: false", "private RPC channel"),
+        ("peer-port: 6881", "set seeder.peer_port instead"),
+        ("download-dir: /srv", "serves the OS library"),
+        ("pex-enabled: false", "set swarm.peer_exchange instead"),
+        ("dht-enabled: true", "beyond the lab"),
+        ("encryption: [1]", "expected a number, a string or true/false"),
+        ("1: 2", "expected names as keys"),
+    ],
+)
+def test_transmission_settings_the_seeder_owns_are_refused(setting, fix):
+    with pytest.raises(ConfigError) as caught:
+        parse_text(MINIMAL + f"transmission:\n  settings:\n    {setting}\n")
+
+    assert "transmission.settings" in str(caught.value)
+    assert fix in str(caught.value)
+
+
+def test_transmission_settings_must_be_a_mapping():
+    with pytest.raises(ConfigError, match=r"transmission\.settings: expected a mapping"):
+        parse_text(MINIMAL + "transmission: {settings: [encryption]}")

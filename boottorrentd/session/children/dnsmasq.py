@@ -9,7 +9,7 @@ script per change (add, old, del); the script sends one datagram to a Unix socke
 runtime folder, which the daemon bound in `prepare()`. Why this and not the others:
 
 - Privileges: dnsmasq forks its script helper before it drops to its user, so the script
-  always runs as root, whatever `dnsmasq.user` says, and reaches the root-only socket.
+  always runs as root, whatever `children.user` says, and reaches the root-only socket.
   D-Bus only works as root by luck of timing (measured with 2.90): dnsmasq connects as
   root when the bus is up at its start, but a connection made later (bus not up yet, or
   restarted) is the dropped user's, which a root-only policy refuses; dnsmasq then runs
@@ -193,7 +193,7 @@ class Dnsmasq:
         ... supervisor runs spec ...
         dns.close()                    # after the child stopped: ends lease_events()
 
-    `user` overrides `dnsmasq.user`; with neither, dnsmasq keeps the daemon's own user.
+    `user` overrides `children.user`; with neither, dnsmasq keeps the daemon's own user.
     `bus_address` is accepted for callers that pass the bus along and is not used: the
     lease events come through the script (see the module's docstring), not D-Bus.
     """
@@ -215,7 +215,7 @@ class Dnsmasq:
                 "cannot carry (commas, spaces, '#', quotes); use a plain path such as "
                 "/run/boottorrent/dnsmasq"
             )
-        self.user = user or cfg.dnsmasq.user or pwd.getpwuid(os.geteuid()).pw_name
+        self.user = user or cfg.children.user or pwd.getpwuid(os.geteuid()).pw_name
         self.bus_address = bus_address
         self.ipxe_dir = ipxe_dir
         self._sock: socket.socket | None = None

@@ -42,6 +42,7 @@ from boottorrentd.config import Config
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.privdrop import setpriv_prefix
 
 log = logging.getLogger(__name__)
 
@@ -172,16 +173,10 @@ class Tracker:
         binary = _binary("opentracker")
         assert binary is not None  # resolve_kind checked
         port = str(self.port)
-        argv = [binary, "-i", self.host, "-p", port, "-P", port,
+        # Started as root, opentracker insists on chroot(2), which the hardened unit
+        # does not grant; started as the user it needs no privilege at all.
+        return [*setpriv_prefix(self.user), binary, "-i", self.host, "-p", port, "-P", port,
                 "-d", str(self.runtime_dir), "-w", WHITELIST_NAME]
-        if self.user:
-            # Started as root, opentracker insists on chroot(2), which the hardened unit
-            # does not grant; started as the user it needs no privilege at all.
-            entry = pwd.getpwnam(self.user)
-            setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-            argv = [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
-                    "--init-groups", "--", *argv]
-        return argv
 
     def _hefur_argv(self) -> list[str]:
         binary = _binary("hefurd")

@@ -63,6 +63,7 @@ from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import bencode, with_announce
 from boottorrentd.session.supervisor import ChildSpec
+from boottorrentd.util.privdrop import setpriv_prefix
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class Seeder:
     # --- the child ------------------------------------------------------------------------
 
     def _render_settings(self) -> dict[str, Any]:
-        """transmission's settings.json for this session."""
+        """transmission's settings.json for this session, transmission.settings merged in."""
         cfg = self.cfg
         limit = cfg.seeder.upload_limit_kbps
         return {
@@ -205,7 +206,7 @@ class Seeder:
             # DHT would announce the swarm beyond the lab (config.py refuses it too).
             "dht-enabled": False,
             "lpd-enabled": cfg.transmission.lpd_enabled,
-            "pex-enabled": cfg.aria2.enable_peer_exchange,
+            "pex-enabled": cfg.swarm.peer_exchange,
             # aria2c, the only client, speaks TCP BitTorrent only.
             "utp-enabled": False,
             # 1: prefer encryption, accept plain connections.
@@ -233,6 +234,8 @@ class Seeder:
             "umask": 0o022,
             # 2: info, which has checks and tracker errors, without debug chatter.
             "message-level": 2,
+            # Last, so they win; the config refuses the keys the seeder needs as above.
+            **(cfg.transmission.settings or {}),
         }
 
     def prepare(self) -> ChildSpec:
@@ -273,9 +276,7 @@ class Seeder:
             entry = pwd.getpwnam(self.user)
             os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
             os.chown(self.settings_path, entry.pw_uid, entry.pw_gid)
-            setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-            argv = [setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
-                    "--init-groups", "--", *argv]
+            argv = [*setpriv_prefix(self.user), *argv]
         return ChildSpec("transmission", argv, ready=self.wait_ready, started=self.restore)
 
     # --- RPC plumbing ------------------------------------------------------------------

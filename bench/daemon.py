@@ -63,7 +63,8 @@ def daemon_config(host: str, dhcp_range: str, options: DaemonOptions) -> dict[st
         "boottorrent": {"version": 0, "host_ip": host},
         # No client asks for DHCP (they have fixed addresses), but dnsmasq needs a range
         # inside the subnet.
-        "dnsmasq": {"interface": "eth0", "user": "nobody", "dhcp_range": dhcp_range},
+        "dnsmasq": {"interface": "eth0", "dhcp_range": dhcp_range},
+        "children": {"user": "nobody"},
         "http": {"port": HTTP_PORT},
     }
     if options.piece_length is not None:

@@ -23,7 +23,8 @@ def test_without_experiments_the_daemon_keeps_its_own_choices():
     config = written_config()
     assert config == {
         "boottorrent": {"version": 0, "host_ip": HOST},
-        "dnsmasq": {"interface": "eth0", "user": "nobody", "dhcp_range": DHCP},
+        "dnsmasq": {"interface": "eth0", "dhcp_range": DHCP},
+        "children": {"user": "nobody"},
         "http": {"port": 8080},
     }
 

@@ -392,7 +392,7 @@ def test_prepare_again_keeps_the_lease_file_and_rebinds_a_removed_socket(lan: La
 
 def test_prepare_refuses_a_user_that_does_not_exist(lan: Lan, runtime: Path):
     dns = Dnsmasq(make_config(lan, user="no-such-user-bt"), runtime)
-    with pytest.raises(InvalidArgument, match=r"dnsmasq\.user 'no-such-user-bt' does not exist"):
+    with pytest.raises(InvalidArgument, match=r"children\.user 'no-such-user-bt' .*does not exist"):
         dns.prepare()
 
 

@@ -377,8 +377,9 @@ class Dnsmasq:
         except KeyError:
             # dnsmasq would only say so in the journal, at every restart.
             raise InvalidArgument(
-                f"dnsmasq.user {self.user!r} does not exist here; create it (e.g. 'adduser "
-                f"--system {self.user}') or set dnsmasq.user to an existing user, e.g. nobody"
+                f"children.user {self.user!r} (dnsmasq.user in a seed project) does not exist "
+                f"here; create it (e.g. 'adduser --system {self.user}') or set children.user "
+                "to an existing user, e.g. nobody"
             ) from None
         # dnsmasq's dropped user must reach the TFTP root through this folder.
         self.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)

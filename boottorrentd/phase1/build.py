@@ -14,8 +14,8 @@ the old image and takes its place in one atomic rename, so a failed build leaves
 previous image served.
 
 Blocking and silent: the daemon runs it in a worker thread and shows `progress`.
-This module is the package's face: the daemon, the lab and the demo OS reach the builder
-and the parts they share with it through it.
+This module is also the package's face: the daemon, the lab and the demo OS reach the
+builder and the parts they share with it (the archive, the module resolver) through it.
 """
 
 from __future__ import annotations
@@ -33,14 +33,11 @@ from pathlib import Path
 
 from boottorrentd.errors import Busy
 from boottorrentd.phase1.compress import compress, compression
-from boottorrentd.phase1.cpio import Archive, cpio_newc, read_cpio_newc
-from boottorrentd.phase1.elf import ElfInfo, read_elf
+from boottorrentd.phase1.cpio import Archive
 from boottorrentd.phase1.host import need_tool, packages_of
 from boottorrentd.phase1.kernel import find_kernel, kernel_config
-from boottorrentd.phase1.libraries import resolve_libraries
 from boottorrentd.phase1.manifest import FILES, PHASE1_DIR, Manifest, read_manifest
 from boottorrentd.phase1.modules import (
-    DEFAULT_MODULES,
     add_modules,
     decompress_module,
     module_name,
@@ -51,25 +48,20 @@ from boottorrentd.phase1.progress import Progress, Reporter
 from boottorrentd.phase1.userland import add_agent, add_programs, agent_dir
 from boottorrentd.util.fs import fsync_dir, write_atomic
 
+# What the daemon, the lab and the demo OS use, whichever module of the package has it.
 __all__ = [
-    "DEFAULT_MODULES",
     "FILES",
     "PHASE1_DIR",
     "Archive",
-    "ElfInfo",
     "Manifest",
     "Progress",
     "agent_dir",
     "build",
-    "cpio_newc",
     "decompress_module",
     "find_kernel",
     "module_name",
     "parse_modules_dep",
-    "read_cpio_newc",
-    "read_elf",
     "read_manifest",
-    "resolve_libraries",
     "resolve_modules",
 ]
 

@@ -22,6 +22,9 @@ from boottorrentd.phase1.host import need_tool, run
 MODULES_ROOT = Path("/lib/modules")
 FIRMWARE_DIR = Path("/lib/firmware")
 
+# Network cards a lab meets: virtual machines (virtio, the e1000 family QEMU and VirtualBox
+# emulate, vmxnet3, rtl8139, pcnet, ne2k), Intel and Realtek on most desktops, Broadcom on
+# many office machines and servers, and the usual USB adapters for machines without a port.
 NIC_MODULES = (
     "virtio_net", "virtio_pci", "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e",
     "r8169", "tg3", "bnx2", "8139too", "8139cp", "pcnet32", "ne2k_pci", "vmxnet3",

@@ -804,7 +804,8 @@ def _phase1_inputs() -> dict[str, str]:
     version, kernel = phase1.find_kernel()
     st = kernel.stat()
     digest = hashlib.sha256()
-    for path in [Path(phase1.__file__), *sorted(phase1.agent_dir().iterdir())]:
+    for path in [*sorted(Path(phase1.__file__).parent.glob("*.py")),
+                 *sorted(phase1.agent_dir().iterdir())]:
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return {"kernel": version, "kernel_file": f"{st.st_size}:{st.st_mtime_ns}",

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1 import build as phase1
-from boottorrentd.phase1.build import Archive
+from boottorrentd.phase1 import userland
+from boottorrentd.phase1.cpio import Archive
 from boottorrentlab.devkit.lan import Lan, Netns, sh
 from tests.conftest import Daemon, world_readable_tmpdir
 from tests.integration.test_session import config_text, payload_os
@@ -114,8 +116,8 @@ def test_a_failed_build_leaves_the_previous_image(tmp_path, monkeypatch):
     (state / "phase1").mkdir(parents=True)
     for name in phase1.FILES:
         (state / "phase1" / name).write_text(f"old {name}")
-    monkeypatch.setattr(phase1, "PROGRAMS", {"aria2c": "aria2", "no-such-program": "nothing"})
-    with pytest.raises(phase1.InvalidArgument, match="apt install nothing"):
+    monkeypatch.setattr(userland, "PROGRAMS", {"aria2c": "aria2", "no-such-program": "nothing"})
+    with pytest.raises(InvalidArgument, match="apt install nothing"):
         phase1.build(state)
     assert (state / "phase1" / "vmlinuz").read_text() == "old vmlinuz"
     assert sorted(p.name for p in state.iterdir()) == [".phase1.lock", "phase1"]

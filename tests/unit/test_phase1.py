@@ -11,11 +11,12 @@ import pytest
 
 from boottorrentd.boot.plan import boot_env, boot_json, shell_quote
 from boottorrentd.config import Aria2Section, BootSection, Config
+from boottorrentd.errors import InvalidArgument
 from boottorrentd.library.osspec import OSSpec
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import TorrentFile, TorrentInfo
-from boottorrentd.phase1 import build as phase1
-from boottorrentd.phase1.build import Archive, cpio_newc, read_cpio_newc
+from boottorrentd.phase1 import elf, kernel, libraries, modules
+from boottorrentd.phase1.cpio import Archive, cpio_newc, read_cpio_newc
 
 # --- cpio ------------------------------------------------------------------------------------
 
@@ -115,18 +116,18 @@ def test_cpio_of_an_empty_tree_is_just_the_trailer():
 def test_find_kernel_takes_the_newest_by_version_order(tmp_path, monkeypatch):
     for v in ("6.1.0-9-amd64", "6.1.0-10-amd64", "5.10.0-28-amd64"):
         (tmp_path / f"vmlinuz-{v}").write_bytes(b"k")
-    monkeypatch.setattr(phase1, "BOOT_DIR", tmp_path)
-    assert phase1.find_kernel() == ("6.1.0-10-amd64", tmp_path / "vmlinuz-6.1.0-10-amd64")
-    assert phase1.find_kernel("6.1.0-9-amd64")[0] == "6.1.0-9-amd64"
-    with pytest.raises(phase1.InvalidArgument, match=r"linux-image-6\.9") as err:
-        phase1.find_kernel("6.9")
+    monkeypatch.setattr(kernel, "BOOT_DIR", tmp_path)
+    assert kernel.find_kernel() == ("6.1.0-10-amd64", tmp_path / "vmlinuz-6.1.0-10-amd64")
+    assert kernel.find_kernel("6.1.0-9-amd64")[0] == "6.1.0-9-amd64"
+    with pytest.raises(InvalidArgument, match=r"linux-image-6\.9") as err:
+        kernel.find_kernel("6.9")
     assert "5.10.0-28-amd64, 6.1.0-9-amd64, 6.1.0-10-amd64" in str(err.value)
 
 
 def test_find_kernel_without_any_names_the_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(phase1, "BOOT_DIR", tmp_path)
-    with pytest.raises(phase1.InvalidArgument, match="apt install linux-image-amd64"):
-        phase1.find_kernel()
+    monkeypatch.setattr(kernel, "BOOT_DIR", tmp_path)
+    with pytest.raises(InvalidArgument, match="apt install linux-image-amd64"):
+        kernel.find_kernel()
 
 
 # --- modules ---------------------------------------------------------------------------------
@@ -147,54 +148,54 @@ FAKE_DEP = "".join(f"kernel/{line}\n" for line in (
 
 
 def test_modules_load_after_everything_they_need_in_the_order_asked():
-    dep = phase1.parse_modules_dep(FAKE_DEP)
-    order, missing = phase1.resolve_modules(
+    dep = modules.parse_modules_dep(FAKE_DEP)
+    order, missing = modules.resolve_modules(
         dep, ["virtio_net", "virtio_pci", "ne2k-pci", "e1000", "squashfs"],
         builtin=["kernel/fs/squashfs/squashfs.ko"])
-    names = [phase1.module_name(p) for p in order]
+    names = [modules.module_name(p) for p in order]
     assert names == ["failover", "net_failover", "virtio_net", "virtio_pci_modern_dev",
                      "virtio", "virtio_ring", "virtio_pci", "8390", "ne2k_pci"]
     # e1000 is unknown; squashfs is built in and needs no loading.
     assert missing == ["e1000"]
     for i, path in enumerate(order):
-        for needed in dep[phase1.module_name(path)][1]:
+        for needed in dep[modules.module_name(path)][1]:
             assert order.index(needed) < i
 
 
 def test_a_module_asked_for_twice_loads_once():
-    dep = phase1.parse_modules_dep(FAKE_DEP)
-    order, _ = phase1.resolve_modules(dep, ["net_failover", "virtio_net", "virtio-net"])
-    assert [phase1.module_name(p) for p in order] == ["failover", "net_failover", "virtio_net"]
+    dep = modules.parse_modules_dep(FAKE_DEP)
+    order, _ = modules.resolve_modules(dep, ["net_failover", "virtio_net", "virtio-net"])
+    assert [modules.module_name(p) for p in order] == ["failover", "net_failover", "virtio_net"]
 
 
 def test_module_names_drop_compression_suffixes_and_dashes():
-    assert phase1.module_name("kernel/a/ne2k-pci.ko.xz") == "ne2k_pci"
-    assert phase1.module_name("kernel/a/e1000.ko") == "e1000"
-    assert phase1.module_name("kernel/a/r8169.ko.zst") == "r8169"
-    assert phase1._plain_module_path("kernel/a/e1000.ko.xz") == "kernel/a/e1000.ko"
+    assert modules.module_name("kernel/a/ne2k-pci.ko.xz") == "ne2k_pci"
+    assert modules.module_name("kernel/a/e1000.ko") == "e1000"
+    assert modules.module_name("kernel/a/r8169.ko.zst") == "r8169"
+    assert modules.plain_module_path("kernel/a/e1000.ko.xz") == "kernel/a/e1000.ko"
 
 
 def test_a_cycle_in_modules_dep_is_reported_not_looped():
-    dep = phase1.parse_modules_dep("a.ko: b.ko\nb.ko: a.ko\n")
+    dep = modules.parse_modules_dep("a.ko: b.ko\nb.ko: a.ko\n")
     with pytest.raises(ValueError, match="cycle"):
-        phase1.resolve_modules(dep, ["a"])
+        modules.resolve_modules(dep, ["a"])
 
 
 def test_xz_modules_are_decompressed(tmp_path):
     import lzma
     (tmp_path / "m.ko.xz").write_bytes(lzma.compress(b"\x7fELF module", check=lzma.CHECK_CRC32))
     (tmp_path / "p.ko").write_bytes(b"\x7fELF plain")
-    assert phase1.decompress_module(tmp_path / "m.ko.xz") == b"\x7fELF module"
-    assert phase1.decompress_module(tmp_path / "p.ko") == b"\x7fELF plain"
+    assert modules.decompress_module(tmp_path / "m.ko.xz") == b"\x7fELF module"
+    assert modules.decompress_module(tmp_path / "p.ko") == b"\x7fELF plain"
 
 
 def test_modinfo_reads_a_real_modules_firmware_list():
-    version, _ = phase1.find_kernel()
-    dep = phase1.parse_modules_dep((phase1.MODULES_ROOT / version / "modules.dep").read_text())
-    data = phase1.decompress_module(phase1.MODULES_ROOT / version / dep["r8169"][0])
-    info = dict(phase1.modinfo(data))
+    version, _ = kernel.find_kernel()
+    dep = modules.parse_modules_dep((modules.MODULES_ROOT / version / "modules.dep").read_text())
+    data = modules.decompress_module(modules.MODULES_ROOT / version / dep["r8169"][0])
+    info = dict(modules.modinfo(data))
     assert info["name"] == "r8169" and "license" in info
-    assert any(k == "firmware" and v.startswith("rtl_nic/") for k, v in phase1.modinfo(data))
+    assert any(k == "firmware" and v.startswith("rtl_nic/") for k, v in modules.modinfo(data))
 
 
 # --- ELF libraries ---------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def ldd(binary: str) -> dict[str, str]:
 def test_aria2c_libraries_are_those_the_loader_finds():
     aria2c = shutil.which("aria2c")
     assert aria2c is not None
-    ours = phase1.resolve_libraries([Path(aria2c)])
+    ours = libraries.resolve_libraries([Path(aria2c)])
     theirs = ldd(aria2c)
     assert {Path(p).name for p in ours} == {Path(p).name for p in theirs}
     real = {Path(p).name: str(src.resolve()) for p, src in ours.items()}
@@ -229,37 +230,37 @@ def test_aria2c_libraries_are_those_the_loader_finds():
 
 
 def test_read_elf_knows_a_dynamic_program_and_a_static_one():
-    info = phase1.read_elf(Path("/bin/ls").resolve())
+    info = elf.read_elf(Path("/bin/ls").resolve())
     assert info.elf_class == 2 and info.machine == 62
     assert info.interp == "/lib64/ld-linux-x86-64.so.2"
     assert "libc.so.6" in info.needed
     busybox = shutil.which("busybox")
     if busybox:
-        static = phase1.read_elf(Path(busybox))
+        static = elf.read_elf(Path(busybox))
         assert static.interp is None and static.needed == ()
 
 
 def test_read_elf_refuses_other_files(tmp_path):
     (tmp_path / "script").write_text("#!/bin/sh\n")
     with pytest.raises(ValueError, match="not an ELF file"):
-        phase1.read_elf(tmp_path / "script")
+        elf.read_elf(tmp_path / "script")
 
 
 def test_a_missing_library_names_the_binary_and_the_fix(tmp_path, monkeypatch):
     program = tmp_path / "prog"
     shutil.copy("/bin/ls", program)
-    real = phase1.read_elf
+    real = elf.read_elf
 
-    def fake(path: Path) -> phase1.ElfInfo:
+    def fake(path: Path) -> elf.ElfInfo:
         info = real(path)
         if path == program:
-            return phase1.ElfInfo(info.elf_class, info.machine, info.interp,
+            return elf.ElfInfo(info.elf_class, info.machine, info.interp,
                                   ("libnot-there.so.7",), (), ())
         return info
 
-    monkeypatch.setattr(phase1, "read_elf", fake)
-    with pytest.raises(phase1.InvalidArgument, match=r"libnot-there\.so\.7.*dpkg -S"):
-        phase1.resolve_libraries([program])
+    monkeypatch.setattr(libraries, "read_elf", fake)
+    with pytest.raises(InvalidArgument, match=r"libnot-there\.so\.7.*dpkg -S"):
+        libraries.resolve_libraries([program])
 
 
 # --- boot.env --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from boottorrentd.config import Config
+from boottorrentd.config import BootSection, Config
 from boottorrentd.library.store import OSEntry
 from boottorrentd.util.mac import normalize_mac
 
@@ -94,13 +94,7 @@ def plan_boot(
         # A removed OS must not strand the machine: it gets the menu like any other.
         notes.append(f"its assigned OS {assigned} is not in the library, so the menu applies")
 
-    if boot.display_oss is None:
-        shown = list(oss)
-    else:
-        shown = [name for name in boot.display_oss if name in oss]
-        missing = [name for name in boot.display_oss if name not in oss]
-        if missing and shown:
-            notes.append(f"display_oss names {', '.join(missing)}, not in the library")
+    shown = _shown(boot, oss, notes)
     items = tuple(MenuItem(name, oss[name]) for name in shown)
 
     if not items:
@@ -135,6 +129,17 @@ def plan_boot(
         return BootPlan(mac, PlanKind.DIRECT, direct, default, 0, default, _join(notes))
     notes.insert(0, f"menu; {default} boots after {boot.timeout} s")
     return BootPlan(mac, PlanKind.MENU, items, default, boot.timeout, None, _join(notes))
+
+
+def _shown(boot: BootSection, oss: Mapping[str, str], notes: list[str]) -> list[str]:
+    """The OSes the menu shows: display_oss (those in the library), else all of them."""
+    if boot.display_oss is None:
+        return list(oss)
+    shown = [name for name in boot.display_oss if name in oss]
+    missing = [name for name in boot.display_oss if name not in oss]
+    if missing and shown:
+        notes.append(f"display_oss names {', '.join(missing)}, not in the library")
+    return shown
 
 
 def _join(notes: list[str]) -> str:
@@ -179,8 +184,7 @@ def render_ipxe(
             f"sleep {MESSAGE_PAUSE}",
             "shell",
         ]
-        return "\n".join(lines) + "\n"
-    if not phase1_ready:
+    elif not phase1_ready:
         lines += [
             "echo BootTorrent: the phase-1 boot image is not built on the server yet.",
             "echo Build it there with: boottorrentctl build-client",
@@ -188,45 +192,29 @@ def render_ipxe(
             f"sleep {NOT_BUILT_PAUSE}",
             "exit",
         ]
-        return "\n".join(lines) + "\n"
+    else:
+        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra))
+    return "\n".join(lines) + "\n"
 
+
+def _boot_lines(plan: BootPlan, server: str, extra: str) -> list[str]:
+    """The menu (if any), one label per OS that loads phase-1 for it, and the fallbacks."""
     labels = {item.name: item.label for item in plan.items}
     if plan.kind == PlanKind.DIRECT:
         if plan.os is None:
             raise ValueError("a direct boot plan needs an os")
+        lines: list[str] = []
         targets = [plan.os]
         labels.setdefault(plan.os, plan.os)
     elif plan.kind == PlanKind.MENU:
-        lines.append("menu BootTorrent: choose an operating system")
-        for item in plan.items:
-            lines.append(f"item {item.name} {ipxe_text(item.label) or item.name}")
-        choose = ["choose"]
-        if plan.timeout > 0:
-            choose.append(f"--timeout {plan.timeout * 1000}")
-        if plan.default is not None:
-            choose.append(f"--default {plan.default}")
-        lines.append(" ".join(choose) + f" target && goto ${{target}} || goto {_CANCEL}")
+        lines = _menu_lines(plan)
         targets = [item.name for item in plan.items]
     else:
         kinds = ", ".join(PlanKind)
         raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {kinds}")
 
-    extra = _cmdline_text(cmdline_extra)
     for name in targets:
-        label = ipxe_text(labels[name]) or name
-        cmdline = (
-            f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
-            "boottorrent.mac=${net0/mac}"
-        )
-        if extra:
-            cmdline += f" {extra}"
-        lines += [
-            f":{name}",
-            f"echo BootTorrent: starting {label} ({name})",
-            f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
-            f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
-            f"boot || goto {_FAILED}",
-        ]
+        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra)
     if plan.kind == PlanKind.MENU:
         lines += [
             f":{_CANCEL}",
@@ -242,7 +230,37 @@ def render_ipxe(
         f"sleep {MESSAGE_PAUSE}",
         "exit",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _menu_lines(plan: BootPlan) -> list[str]:
+    lines = ["menu BootTorrent: choose an operating system"]
+    for item in plan.items:
+        lines.append(f"item {item.name} {ipxe_text(item.label) or item.name}")
+    choose = ["choose"]
+    if plan.timeout > 0:
+        choose.append(f"--timeout {plan.timeout * 1000}")
+    if plan.default is not None:
+        choose.append(f"--default {plan.default}")
+    lines.append(" ".join(choose) + f" target && goto ${{target}} || goto {_CANCEL}")
+    return lines
+
+
+def _phase1_lines(name: str, label: str, server: str, extra: str) -> list[str]:
+    """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`."""
+    cmdline = (
+        f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
+        "boottorrent.mac=${net0/mac}"
+    )
+    if extra:
+        cmdline += f" {extra}"
+    return [
+        f":{name}",
+        f"echo BootTorrent: starting {label} ({name})",
+        f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
+        f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
+        f"boot || goto {_FAILED}",
+    ]
 
 
 def _flag(value: bool) -> str:

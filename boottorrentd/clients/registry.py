@@ -179,7 +179,7 @@ class Registry:
         if stage not in (Stage.MENU, Stage.PHASE1):
             raise ValueError(f"http_seen takes stage 'menu' or 'phase1', not {stage!r}")
         client, new = self._client(normalize_mac(mac))
-        changes: dict[str, object] = {"last_seen": self._clock(), "stage": stage}
+        changes: dict[str, object] = {"last_seen": self._clock(), "stage": Stage(stage)}
         if ip:
             changes["ip"] = ip
         if stage == Stage.MENU:

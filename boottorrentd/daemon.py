@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -64,13 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def notify(*states: str) -> None:
-    """sd_notify; a no-op when not started by systemd (no NOTIFY_SOCKET)."""
-    if not os.environ.get("NOTIFY_SOCKET"):
+    """sd_notify(3), by its datagram protocol: the daemon needs no systemd bindings for it.
+    A no-op when not started by systemd (no NOTIFY_SOCKET)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
         return
-    from systemd import daemon
-
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
     try:
-        daemon.notify("\n".join(states))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto("\n".join(states).encode(), address)
     except OSError as e:
         # The service manager may be gone (shutdown) or the socket stale; never fatal.
         log.debug("sd_notify failed: %s", e)

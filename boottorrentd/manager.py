@@ -3,9 +3,9 @@
 import asyncio
 import logging
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
-from boottorrentd.boot.plan import normalize_mac
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config, load_config
 from boottorrentd.errors import BootTorrentError, Busy, Exists, InvalidArgument
@@ -14,12 +14,36 @@ from boottorrentd.library.store import Library, OSEntry, check_name
 from boottorrentd.phase1 import build as phase1
 from boottorrentd.session.session import Session
 from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 
+# How the Manager makes a session (Session itself, or a fake in the state-machine tests).
+SessionFactory = Callable[
+    [Config, Library, Registry, Path, Path, Callable[[], None]], Session]
+
+
+class SessionState(StrEnum):
+    """The boot session as D-Bus (Manager.State) and the daemon's status show it."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"  # running, but a child is down: never stored, derived
+    STOPPING = "stopping"
+    FAILED = "failed"  # the last start failed; state_reason says why
+
 
 class Manager:
-    def __init__(self, config: Config, config_path: Path, state_dir: Path, runtime_dir: Path):
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path,
+        state_dir: Path,
+        runtime_dir: Path,
+        *,
+        session_factory: SessionFactory = Session,
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.state_dir = state_dir
@@ -27,7 +51,8 @@ class Manager:
         self.library = Library(state_dir)
         self.registry = Registry(state_dir / "clients.json")
         self.session: Session | None = None
-        self._state = "stopped"  # stopped, starting, stopping, failed; running is the session's
+        self._new_session = session_factory
+        self._state = SessionState.STOPPED
         self.state_reason = ""
         self._lifecycle = asyncio.Lock()
         self.on_os_added: list[Callable[[OSEntry], None]] = []
@@ -43,12 +68,13 @@ class Manager:
     # --- the boot session ----------------------------------------------------------------
 
     @property
-    def state(self) -> str:
-        if self._state == "running" and self.session is not None and self.session.degraded:
-            return "degraded"
+    def state(self) -> SessionState:
+        if (self._state == SessionState.RUNNING and self.session is not None
+                and self.session.degraded):
+            return SessionState.DEGRADED
         return self._state
 
-    def _set_state(self, state: str, reason: str = "") -> None:
+    def _set_state(self, state: SessionState, reason: str = "") -> None:
         self._state, self.state_reason = state, reason
         self._state_changed()
 
@@ -60,31 +86,31 @@ class Manager:
         async with self._lifecycle:
             if self.session is not None:
                 return  # already running: starting is idempotent, as with systemctl start
-            self._set_state("starting")
-            session = Session(self.config, self.library, self.registry, self.state_dir,
-                              self.runtime_dir, self._state_changed)
+            self._set_state(SessionState.STARTING)
+            session = self._new_session(self.config, self.library, self.registry,
+                                        self.state_dir, self.runtime_dir, self._state_changed)
             try:
                 await session.start()
             except BootTorrentError as e:
-                self._set_state("failed", str(e))
+                self._set_state(SessionState.FAILED, str(e))
                 raise
             except Exception as e:
                 log.exception("the session failed to start")
-                self._set_state("failed", str(e))
+                self._set_state(SessionState.FAILED, str(e))
                 raise BootTorrentError(f"the session failed to start: {e}") from e
             self.session = session
-            self._set_state("running")
+            self._set_state(SessionState.RUNNING)
 
     async def stop_session(self, *, forget: bool = True) -> None:
         async with self._lifecycle:
             session, self.session = self.session, None
             if session is None:
-                if self._state == "failed":
-                    self._set_state("stopped")
+                if self._state == SessionState.FAILED:
+                    self._set_state(SessionState.STOPPED)
                 return
-            self._set_state("stopping")
+            self._set_state(SessionState.STOPPING)
             await session.stop(forget=forget)
-            self._set_state("stopped")
+            self._set_state(SessionState.STOPPED)
 
     async def restore_session(self) -> None:
         """Bring back a session that ran when the daemon last stopped or died."""
@@ -201,9 +227,8 @@ class Manager:
 
 
 def _mac(text: str) -> str:
+    # A bad MAC from a D-Bus caller is the caller's error, not the daemon's failure.
     try:
         return normalize_mac(text)
-    except ValueError:
-        raise InvalidArgument(
-            f"{text!r} is not a MAC address; write it like 52:54:00:12:34:56"
-        ) from None
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None

@@ -10,7 +10,7 @@ Routes (every 4xx carries a reason a person can act on):
     GET  /os/{name}/boot.env           the same as shell assignments, for busybox sh
     POST /api/v1/clients/{mac}/events  a machine's progress report (JSON, at most 16 KiB)
 
-The decisions are bootplan's and the client state the registry's; this module only
+The decisions are boot.plan's and the client state the registry's; this module only
 carries them over HTTP.
 
 Which machine fetches the phase-1 kernel: the URL iPXE fetches holds no MAC, so the
@@ -32,18 +32,12 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from boottorrentd.boot.plan import (
-    boot_env,
-    boot_json,
-    normalize_mac,
-    plan_boot,
-    render_chain,
-    render_ipxe,
-)
-from boottorrentd.clients.registry import Registry
+from boottorrentd.boot.plan import boot_env, boot_json, plan_boot, render_chain, render_ipxe
+from boottorrentd.clients.registry import Registry, Stage
 from boottorrentd.config import Config
 from boottorrentd.library.names import NAME_RE
 from boottorrentd.library.store import OSEntry
+from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +168,7 @@ class BootServer:
                              cmdline_extra=cfg.client.extra_cmdline)
         if request.method == "GET":
             # A HEAD (a person checking with curl -I) is not a machine booting.
-            self.registry.http_seen(mac, request.remote or "", "menu")
+            self.registry.http_seen(mac, request.remote or "", Stage.MENU)
         log.debug("boot plan for %s: %s (%s)", mac, plan.kind, plan.reason)
         return web.Response(text=script, content_type=IPXE_TYPE)
 
@@ -200,7 +194,7 @@ class BootServer:
         if name == "vmlinuz" and request.method == "GET":
             mac = mac or self.registry.mac_for_ip(request.remote or "")
             if mac is not None:
-                self.registry.http_seen(mac, request.remote or "", "phase1")
+                self.registry.http_seen(mac, request.remote or "", Stage.PHASE1)
             else:
                 log.debug("phase-1 kernel fetched by %s, a machine not seen before",
                           request.remote)

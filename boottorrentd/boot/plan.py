@@ -13,19 +13,26 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
-from boottorrentd.config import Config
+from boottorrentd.config import BootSection, Config
 from boottorrentd.library.store import OSEntry
+from boottorrentd.util.mac import normalize_mac
 
-KINDS = ("menu", "direct", "none")
+
+class PlanKind(StrEnum):
+    """What a machine is given: the menu, one OS at once, or only the reason it gets none."""
+
+    MENU = "menu"
+    DIRECT = "direct"
+    NONE = "none"
+
 
 # Seconds a failure message stays on the client's screen before the script moves on.
 MESSAGE_PAUSE = 10
 # Longer when phase-1 is not built: the admin needs time to read how to build it, and
 # the firmware retrying sooner would only print the same message again.
 NOT_BUILT_PAUSE = 30
-
-_MAC_RE = re.compile(r"([0-9a-f]{2})([:-]?)([0-9a-f]{2})((?:\2[0-9a-f]{2}){4})", re.IGNORECASE)
 
 # iPXE expands ${...} anywhere in a line, splits words on whitespace, treats a word that
 # starts with '#' as a comment, '&&', '||' and ';' as command separators, and newer
@@ -49,31 +56,19 @@ class MenuItem:
 class BootPlan:
     """What one machine boots.
 
-    kind "menu": `items` in order, `default` preselected (booted after `timeout` seconds
-    when it is positive; a negative timeout waits forever). kind "direct": `os` at once;
-    `items` holds just that OS, for its label.
-    kind "none": nothing to boot; `reason` says why. `reason` always explains the choice.
+    MENU: `items` in order, `default` preselected (booted after `timeout` seconds when it
+    is positive; a negative timeout waits forever). DIRECT: `os` at once; `items` holds
+    just that OS, for its label. NONE: nothing to boot; `reason` says why. `reason`
+    always explains the choice.
     """
 
     mac: str
-    kind: str
+    kind: PlanKind
     items: tuple[MenuItem, ...]
     default: str | None
     timeout: int
     os: str | None
     reason: str
-
-
-def normalize_mac(text: str) -> str:
-    """aa:bb:cc:dd:ee:ff from any of aa:bb:.., AA-BB-.., aabbccddeeff; ValueError otherwise."""
-    match = _MAC_RE.fullmatch(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not a MAC address; write it as six two-digit hex numbers, "
-            "e.g. 52:54:00:12:34:56"
-        )
-    digits = re.sub(r"[:-]", "", text).lower()
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
 def plan_boot(
@@ -94,18 +89,12 @@ def plan_boot(
     assigned = assignments.get(mac)
     if assigned is not None:
         if assigned in oss:
-            return BootPlan(mac, "direct", (MenuItem(assigned, oss[assigned]),), assigned, 0,
-                            assigned, f"{mac} is assigned to {assigned}")
+            return BootPlan(mac, PlanKind.DIRECT, (MenuItem(assigned, oss[assigned]),),
+                            assigned, 0, assigned, f"{mac} is assigned to {assigned}")
         # A removed OS must not strand the machine: it gets the menu like any other.
         notes.append(f"its assigned OS {assigned} is not in the library, so the menu applies")
 
-    if boot.display_oss is None:
-        shown = list(oss)
-    else:
-        shown = [name for name in boot.display_oss if name in oss]
-        missing = [name for name in boot.display_oss if name not in oss]
-        if missing and shown:
-            notes.append(f"display_oss names {', '.join(missing)}, not in the library")
+    shown = _shown(boot, oss, notes)
     items = tuple(MenuItem(name, oss[name]) for name in shown)
 
     if not items:
@@ -115,14 +104,14 @@ def plan_boot(
             listed = ", ".join(boot.display_oss or ())
             why = (f"none of display_oss ({listed or 'an empty list'}) is in the library; "
                    "add them, or change boottorrent.display_oss")
-        return BootPlan(mac, "none", (), None, 0, None, _join([why, *notes]))
+        return BootPlan(mac, PlanKind.NONE, (), None, 0, None, _join([why, *notes]))
 
     default = boot.default_os if boot.default_os in shown else None
 
     if boot.timeout < 0:
         # Nothing boots without a choice, so a missing default needs no fallback.
         notes.insert(0, "the menu waits for a choice (timeout is negative)")
-        return BootPlan(mac, "menu", items, default, boot.timeout, None, _join(notes))
+        return BootPlan(mac, PlanKind.MENU, items, default, boot.timeout, None, _join(notes))
 
     if default is None:
         if boot.default_os is None:
@@ -137,9 +126,20 @@ def plan_boot(
     if boot.timeout == 0:
         notes.insert(0, f"timeout is 0: {default} boots at once")
         direct = (MenuItem(default, oss[default]),)
-        return BootPlan(mac, "direct", direct, default, 0, default, _join(notes))
+        return BootPlan(mac, PlanKind.DIRECT, direct, default, 0, default, _join(notes))
     notes.insert(0, f"menu; {default} boots after {boot.timeout} s")
-    return BootPlan(mac, "menu", items, default, boot.timeout, None, _join(notes))
+    return BootPlan(mac, PlanKind.MENU, items, default, boot.timeout, None, _join(notes))
+
+
+def _shown(boot: BootSection, oss: Mapping[str, str], notes: list[str]) -> list[str]:
+    """The OSes the menu shows: display_oss (those in the library), else all of them."""
+    if boot.display_oss is None:
+        return list(oss)
+    shown = [name for name in boot.display_oss if name in oss]
+    missing = [name for name in boot.display_oss if name not in oss]
+    if missing and shown:
+        notes.append(f"display_oss names {', '.join(missing)}, not in the library")
+    return shown
 
 
 def _join(notes: list[str]) -> str:
@@ -177,15 +177,14 @@ def render_ipxe(
     `phase1_ready` is false no OS can boot, so the script only says how to fix that.
     """
     lines = ["#!ipxe", f"# BootTorrent boot script for {plan.mac}: {ipxe_text(plan.reason)}"]
-    if plan.kind == "none":
+    if plan.kind == PlanKind.NONE:
         lines += [
             f"echo BootTorrent: nothing to boot: {ipxe_text(plan.reason)}",
             "echo Dropping to the iPXE shell.",
             f"sleep {MESSAGE_PAUSE}",
             "shell",
         ]
-        return "\n".join(lines) + "\n"
-    if not phase1_ready:
+    elif not phase1_ready:
         lines += [
             "echo BootTorrent: the phase-1 boot image is not built on the server yet.",
             "echo Build it there with: boottorrentctl build-client",
@@ -193,45 +192,30 @@ def render_ipxe(
             f"sleep {NOT_BUILT_PAUSE}",
             "exit",
         ]
-        return "\n".join(lines) + "\n"
+    else:
+        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra))
+    return "\n".join(lines) + "\n"
 
+
+def _boot_lines(plan: BootPlan, server: str, extra: str) -> list[str]:
+    """The menu (if any), one label per OS that loads phase-1 for it, and the fallbacks."""
     labels = {item.name: item.label for item in plan.items}
-    if plan.kind == "direct":
+    if plan.kind == PlanKind.DIRECT:
         if plan.os is None:
             raise ValueError("a direct boot plan needs an os")
+        lines: list[str] = []
         targets = [plan.os]
         labels.setdefault(plan.os, plan.os)
-    elif plan.kind == "menu":
-        lines.append("menu BootTorrent: choose an operating system")
-        for item in plan.items:
-            lines.append(f"item {item.name} {ipxe_text(item.label) or item.name}")
-        choose = ["choose"]
-        if plan.timeout > 0:
-            choose.append(f"--timeout {plan.timeout * 1000}")
-        if plan.default is not None:
-            choose.append(f"--default {plan.default}")
-        lines.append(" ".join(choose) + f" target && goto ${{target}} || goto {_CANCEL}")
+    elif plan.kind == PlanKind.MENU:
+        lines = _menu_lines(plan)
         targets = [item.name for item in plan.items]
     else:
-        raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {KINDS}")
+        kinds = ", ".join(PlanKind)
+        raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {kinds}")
 
-    extra = _cmdline_text(cmdline_extra)
     for name in targets:
-        label = ipxe_text(labels[name]) or name
-        cmdline = (
-            f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
-            "boottorrent.mac=${net0/mac}"
-        )
-        if extra:
-            cmdline += f" {extra}"
-        lines += [
-            f":{name}",
-            f"echo BootTorrent: starting {label} ({name})",
-            f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
-            f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
-            f"boot || goto {_FAILED}",
-        ]
-    if plan.kind == "menu":
+        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra)
+    if plan.kind == PlanKind.MENU:
         lines += [
             f":{_CANCEL}",
             "echo BootTorrent: no OS chosen, dropping to the iPXE shell.",
@@ -246,7 +230,37 @@ def render_ipxe(
         f"sleep {MESSAGE_PAUSE}",
         "exit",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _menu_lines(plan: BootPlan) -> list[str]:
+    lines = ["menu BootTorrent: choose an operating system"]
+    for item in plan.items:
+        lines.append(f"item {item.name} {ipxe_text(item.label) or item.name}")
+    choose = ["choose"]
+    if plan.timeout > 0:
+        choose.append(f"--timeout {plan.timeout * 1000}")
+    if plan.default is not None:
+        choose.append(f"--default {plan.default}")
+    lines.append(" ".join(choose) + f" target && goto ${{target}} || goto {_CANCEL}")
+    return lines
+
+
+def _phase1_lines(name: str, label: str, server: str, extra: str) -> list[str]:
+    """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`."""
+    cmdline = (
+        f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
+        "boottorrent.mac=${net0/mac}"
+    )
+    if extra:
+        cmdline += f" {extra}"
+    return [
+        f":{name}",
+        f"echo BootTorrent: starting {label} ({name})",
+        f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
+        f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
+        f"boot || goto {_FAILED}",
+    ]
 
 
 def _flag(value: bool) -> str:

@@ -12,27 +12,42 @@ small JSON file, written atomically.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
-from boottorrentd.boot.plan import normalize_mac
 from boottorrentd.library.names import NAME_RE
+from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 
-STAGES = ("dhcp", "menu", "phase1", "downloading", "seeding", "booting", "booted", "failed")
+
+class Stage(StrEnum):
+    """Where a machine is in its boot, in order; D-Bus and the reports use these values."""
+
+    DHCP = "dhcp"
+    MENU = "menu"
+    PHASE1 = "phase1"
+    DOWNLOADING = "downloading"
+    SEEDING = "seeding"
+    BOOTING = "booting"
+    BOOTED = "booted"
+    FAILED = "failed"
+
+
+STAGES = tuple(Stage)
 # A lease after one of these starts a new boot; before them it is part of the current one
 # (phase-1 and the booted OS do DHCP too).
-FINISHED = ("booted", "failed")
+FINISHED = (Stage.BOOTED, Stage.FAILED)
 LEASE_ACTIONS = ("add", "old", "del")
 
 MAX_ERROR = 500
@@ -65,7 +80,7 @@ class Client:
     ip: str = ""
     hostname: str = ""
     os: str = ""
-    stage: str = ""
+    stage: Stage | Literal[""] = ""  # "": seen, but no stage known yet
     progress: float = 0.0
     downloaded_bytes: int = 0
     uploaded_bytes: int = 0
@@ -152,22 +167,22 @@ class Registry:
             changes["ip"] = ip
         if hostname:
             changes["hostname"] = hostname
-        if client.stage in ("", "dhcp"):
-            changes["stage"] = "dhcp"
+        if client.stage in ("", Stage.DHCP):
+            changes["stage"] = Stage.DHCP
         elif client.stage in FINISHED and pxe is not False:
-            changes.update(_PER_BOOT, stage="dhcp")
+            changes.update(_PER_BOOT, stage=Stage.DHCP)
         self._apply(client, changes, new=new)
 
-    def http_seen(self, mac: str, ip: str, stage: str) -> None:
-        """The boot server served the machine: its boot script ("menu") or the phase-1
-        kernel ("phase1")."""
-        if stage not in ("menu", "phase1"):
+    def http_seen(self, mac: str, ip: str, stage: Stage) -> None:
+        """The boot server served the machine: its boot script (MENU) or the phase-1
+        kernel (PHASE1)."""
+        if stage not in (Stage.MENU, Stage.PHASE1):
             raise ValueError(f"http_seen takes stage 'menu' or 'phase1', not {stage!r}")
         client, new = self._client(normalize_mac(mac))
-        changes: dict[str, object] = {"last_seen": self._clock(), "stage": stage}
+        changes: dict[str, object] = {"last_seen": self._clock(), "stage": Stage(stage)}
         if ip:
             changes["ip"] = ip
-        if stage == "menu":
+        if stage == Stage.MENU:
             # iPXE fetches the boot script once per network boot: a new attempt.
             changes.update(_PER_BOOT)
         self._apply(client, changes, new=new)
@@ -238,8 +253,8 @@ class Registry:
                 _call(listener, client)
         elif changed - {"last_seen"}:
             # last_seen moves with every report; alone it is not news to anyone.
-            for listener in list(self.on_change):
-                _call(listener, client, changed)
+            for on_change in list(self.on_change):
+                _call(on_change, client, changed)
 
     def _load(self) -> dict[str, str]:
         try:
@@ -299,25 +314,8 @@ class Registry:
             if version <= self._written:
                 return
             data = {"version": STATE_VERSION, "assignments": dict(sorted(assignments.items()))}
-            path = self.state_file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            try:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=2)
-                    f.write("\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                tmp.replace(path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
-            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.state_file, json.dumps(data, indent=2) + "\n")
             self._written = version
 
 
@@ -343,7 +341,7 @@ def validate_report(payload: object) -> dict[str, object]:
         stage = payload["stage"]
         if not isinstance(stage, str) or stage not in STAGES:
             raise ValueError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
-        changes["stage"] = stage
+        changes["stage"] = Stage(stage)
     if "progress" in payload:
         progress = payload["progress"]
         if (isinstance(progress, bool) or not isinstance(progress, int | float)
@@ -371,7 +369,7 @@ def validate_report(payload: object) -> dict[str, object]:
             raise ValueError(f"error: longer than {MAX_ERROR} characters ({len(error)})")
         # Shown in terminals and the journal: no escape sequences or line breaks.
         changes["error"] = " ".join(_CONTROL.sub(" ", error).split())
-    if changes.get("stage") == "failed" and not changes.get("error"):
+    if changes.get("stage") == Stage.FAILED and not changes.get("error"):
         raise ValueError("error: stage 'failed' needs an error saying what went wrong")
     return changes
 

@@ -27,7 +27,7 @@ from boottorrentd.session import network
 from boottorrentd.session.children.dnsmasq import Dnsmasq
 from boottorrentd.session.children.tracker import Tracker
 from boottorrentd.session.children.transmission import Seeder, TorrentStats
-from boottorrentd.session.supervisor import ChildSpec, Supervisor
+from boottorrentd.session.supervisor import ChildSpec, ChildState, Supervisor
 from boottorrentd.util.fs import write_atomic
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def children_user(cfg: Config) -> str | None:
 @dataclass(frozen=True)
 class ChildStatus:
     name: str
-    state: str
+    state: ChildState
     pid: int
     uptime_s: float
     restarts: int

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,13 @@ STOP_GRACE_S = 5.0
 READY_TIMEOUT_S = 30.0
 
 _PR_SET_PDEATHSIG = 1
+
+
+class ChildState(StrEnum):
+    STARTING = "starting"  # spawned, not ready yet
+    RUNNING = "running"
+    BACKOFF = "backoff"  # exited; waiting before the next restart
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -47,7 +55,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0  # time.monotonic() of the last start
     restarts: int = 0
-    state: str = "starting"  # starting, running, backoff, stopped
+    state: ChildState = ChildState.STARTING
     last_exit: str = ""
     task: asyncio.Task | None = field(default=None, repr=False)
     pump: asyncio.Task | None = field(default=None, repr=False)
@@ -78,7 +86,7 @@ class Supervisor:
 
     @property
     def degraded(self) -> bool:
-        return any(c.state != "running" for c in self.children.values())
+        return any(c.state != ChildState.RUNNING for c in self.children.values())
 
     def kill_leftovers(self) -> None:
         """Kill children a previous, killed daemon left behind (by recorded PID)."""
@@ -117,7 +125,7 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> None:
         spec = child.spec
-        child.state = "starting"
+        child.state = ChildState.STARTING
         child.process = await asyncio.create_subprocess_exec(
             *spec.argv,
             env=spec.env,
@@ -143,7 +151,7 @@ class Supervisor:
             if child.pump is not None:
                 await asyncio.wait([child.pump], timeout=1)
             raise RuntimeError(f"{spec.name} did not become ready: {e or type(e).__name__}") from e
-        child.state = "running"
+        child.state = ChildState.RUNNING
         self.on_change()
 
     async def _pump(self, name: str, stream: asyncio.StreamReader | None) -> None:
@@ -164,7 +172,7 @@ class Supervisor:
             child.last_exit = f"exit code {code}" if code >= 0 else f"signal {-code}"
             if ran_for >= HEALTHY_AFTER_S:
                 delay = FIRST_DELAY_S
-            child.state = "backoff"
+            child.state = ChildState.BACKOFF
             self.on_change()
             log.warning("%s exited (%s) after %.0f s; restarting in %.1f s", child.spec.name,
                         child.last_exit, ran_for, delay,
@@ -179,7 +187,7 @@ class Supervisor:
 
     def send_signal(self, name: str, sig: int) -> None:
         child = self.children.get(name)
-        if child and child.pid:
+        if child and child.process and child.pid:
             child.process.send_signal(sig)
 
     async def stop(self) -> None:
@@ -199,7 +207,7 @@ class Supervisor:
                 log.warning("%s ignored SIGTERM; killing it", child.spec.name)
                 proc.kill()
                 await proc.wait()
-            child.state = "stopped"
+            child.state = ChildState.STOPPED
         # Let the output pumps drain so the pipes close with the loop still running.
         pumps = [c.pump for c in self.children.values() if c.pump]
         if pumps:

@@ -1,5 +1,6 @@
 """Logging: to the journal when there is one (structured fields), else to stderr."""
 
+import importlib.util
 import logging
 import os
 import sys
@@ -13,8 +14,10 @@ def setup_logging(verbose: bool = False) -> None:
     root = logging.getLogger()
     root.setLevel(level)
     handler: logging.Handler
-    if os.path.exists(JOURNAL_SOCKET):
-        # systemd-journal-send with no socket is silent, so only pick it when one exists.
+    # systemd-journal-send with no socket is silent, so only pick it when one exists. The
+    # bindings are optional (the systemd extra; Debian's python3-systemd): without them
+    # stderr still reaches the journal under systemd, only without the structured fields.
+    if os.path.exists(JOURNAL_SOCKET) and importlib.util.find_spec("systemd") is not None:
         from systemd.journal import JournalHandler
 
         handler = JournalHandler(SYSLOG_IDENTIFIER=IDENTIFIER)

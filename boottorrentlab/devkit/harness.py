@@ -100,6 +100,7 @@ class DaemonProcess:
         self.state_dir = state_dir
         self.runtime_dir = runtime_dir
         self.process: subprocess.Popen | None = None
+        self.program = venv_bin("boottorrentd")
         self.notifications: list[str] = []
         # A file, not a pipe: a pipe nobody reads would block a chatty daemon.
         self.log_path = runtime_dir.parent / f"boottorrentd-{os.getpid()}.log"
@@ -114,7 +115,7 @@ class DaemonProcess:
         notify.settimeout(0.2)
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                [*(prefix or []), venv_bin("boottorrentd"), "--config", str(self.config),
+                [*(prefix or []), self.program, "--config", str(self.config),
                  "--state-dir", str(self.state_dir), "--runtime-dir", str(self.runtime_dir)],
                 env=dict(env, NOTIFY_SOCKET=str(notify_path)), stderr=log,
             )

@@ -10,7 +10,6 @@ from boottorrentd.boot.plan import (
     MenuItem,
     boot_json,
     ipxe_text,
-    normalize_mac,
     plan_boot,
     render_chain,
     render_ipxe,
@@ -19,6 +18,7 @@ from boottorrentd.config import Aria2Section, BootSection, ClientSection, Config
 from boottorrentd.library.osspec import OSSpec
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import TorrentFile, TorrentInfo
+from boottorrentd.util.mac import normalize_mac
 
 MAC = "52:54:00:12:34:56"
 OTHER = "52:54:00:ab:cd:ef"

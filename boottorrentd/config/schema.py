@@ -82,7 +82,7 @@ def _int_text(meta: dict[str, Any]) -> str:
     return text
 
 
-def expected(base: Any, meta: dict[str, Any]) -> str:
+def expected(base: Any, meta: Mapping[str, Any]) -> str:
     """What a key of type `base` takes, for 'expected ...' in messages and docs."""
     if base is bool:
         return "true or false"
@@ -99,7 +99,7 @@ def expected(base: Any, meta: dict[str, Any]) -> str:
     return "a string"
 
 
-def example(name: str, meta: dict[str, Any]) -> str:
+def example(name: str, meta: Mapping[str, Any]) -> str:
     return write_eg(f"{name}: {yaml_scalar(meta['example'])}")
 
 

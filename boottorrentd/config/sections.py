@@ -26,7 +26,7 @@ from boottorrentd.config.checks import (
 from boottorrentd.config.dhcprange import DhcpRange, check_dhcp_range, parse_dhcp_range
 from boottorrentd.config.schema import key, section_doc
 
-_PORT = {"minimum": 1, "maximum": 65535}
+_PORT: dict[str, Any] = {"minimum": 1, "maximum": 65535}
 
 
 @dataclass(frozen=True)

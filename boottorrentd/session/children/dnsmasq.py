@@ -526,7 +526,7 @@ class Dnsmasq:
 
 def _drain(sock: socket.socket) -> list[LeaseEvent]:
     """Every event waiting in `sock`, without blocking."""
-    events = []
+    events: list[LeaseEvent] = []
     while True:
         try:
             data = sock.recv(65536)

@@ -72,7 +72,7 @@ def _is_word_or_int(base: Any) -> bool:
     return set(typing.get_args(base)) == {int, str}
 
 
-def _int_text(meta: dict[str, Any]) -> str:
+def _int_text(meta: Mapping[str, Any]) -> str:
     text = "a whole number" + (f" of {meta['unit']}" if meta["unit"] else "")
     low, high = meta["minimum"], meta["maximum"]
     if low is not None and high is not None:

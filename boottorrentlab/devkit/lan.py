@@ -83,8 +83,8 @@ class Netns:
 class Lan:
     """`Lan()`, then `.add(role)` per machine and `.add_tap()` per QEMU NIC; `.close()`."""
 
-    def __init__(self, *, isolated: bool = False) -> None:
-        self.tag = secrets.token_hex(3)
+    def __init__(self, *, isolated: bool = False, tag: str | None = None) -> None:
+        self.tag = tag or secrets.token_hex(3)
         self.bridge = f"btbr{self.tag}"
         a, b = 16 + secrets.randbelow(200), secrets.randbelow(250)
         self.subnet = ipaddress.IPv4Network(f"10.{a}.{b}.0/24")

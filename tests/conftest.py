@@ -67,6 +67,19 @@ class Daemon(DaemonProcess):
                                  f"({result.returncode}): {result.stderr}")
         return result
 
+    def monitor(self, member: str) -> subprocess.Popen:
+        """busctl monitor of the Manager's signal `member` (JSON lines on stdout), returned
+        once the bus has made it a monitor: no signal sent after this is missed."""
+        proc = subprocess.Popen(
+            ["busctl", f"--address={self.bus.address}", "--match",
+             f"type='signal',interface='org.boottorrent1.Manager',member='{member}'",
+             "monitor", "--json=short"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        assert proc.stderr is not None
+        said = proc.stderr.readline()  # busctl says so once it is a monitor, or fails
+        assert said.startswith("Monitoring bus message stream"), said
+        return proc
+
     def busctl(self, *args: str, user: str | None = None,
                check: bool = True) -> subprocess.CompletedProcess:
         cmd = ["busctl", f"--address={self.bus.address}", *args]

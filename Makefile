@@ -38,7 +38,7 @@ test: deps
 	$(VENV)/bin/python -m pytest tests
 
 demo: deps
-	$(VENV)/bin/python -m boottorrentctl.demo
+	$(VENV)/bin/python -m boottorrentlab.lab
 
 # The swarm benchmark's figures in README.md (about 40 minutes; the machine should be idle).
 bench: deps

@@ -22,7 +22,8 @@ from bench.network import ShapedLan
 from bench.proc import clean_env, say
 from bench.units import human_size
 from boottorrentd.util.wait import wait_until
-from boottorrentlab.devkit.harness import DaemonProcess, PrivateBus, venv_bin
+from boottorrentlab.devkit.bus import PrivateBus
+from boottorrentlab.devkit.daemon import DaemonProcess, venv_bin
 
 OS_NAME = "bench"
 PAYLOAD = "root.img"

@@ -11,7 +11,6 @@ from boottorrentd import api
 from boottorrentd.bus.backend import Variant
 from boottorrentd.config import default_config_text
 from boottorrentd.library.osspec import METHODS, method_keys
-from boottorrentlab import lab
 
 from .bus import Client, CtlError, unwrap
 from .progress import ProgressBar
@@ -370,12 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import", help="load a project folder's config and OSes into the daemon")
     s.add_argument("dir")
 
-    s = sub.add_parser(
-        "lab", help="boot QEMU machines over PXE from a private daemon on a virtual LAN",
-        description="Boot QEMU machines over PXE from a private boottorrentd on a virtual LAN "
-        "(network namespaces, addresses only inside it) and show them fetch the OS from each "
-        "other; exits 0 when every machine reached its OS. Needs root and qemu-system-x86.")
-    lab.add_arguments(s)
+    # Listed here; main() hands `lab ...` to the lab's own parser, loaded only then.
+    sub.add_parser("lab", add_help=False, help="boot QEMU machines over PXE from a private "
+                   "daemon on a virtual LAN (boottorrentctl lab --help: its options)")
     return p
 
 
@@ -404,12 +400,15 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lab"]:
+        from boottorrentlab.lab.cli import main as lab_main
+
+        return lab_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "init":
             return cmd_init(args)
-        if args.command == "lab":
-            return lab.run(args)
         return asyncio.run(_run(args))
     except CtlError as e:
         print(f"boottorrentctl: {e}", file=sys.stderr)

@@ -1,9 +1,10 @@
-"""`make demo`: build a small OS from this host, then boot three QEMU machines from the swarm.
+"""The demo OS: a small OS built from this host, which `make demo` and the lab boot.
 
 The demo OS is the host's own kernel and a tiny busybox initramfs (method kexec). Its init
 gets an address, tells the daemon it is up (stage "booted"), prints a marker line on the
-serial console and powers the machine off. `boottorrentctl lab` then runs the whole
-mission on a virtual LAN: PXE, iPXE, phase-1, BitTorrent among the clients, kexec.
+serial console and powers the machine off. It is the lab's default OS: `boottorrentctl lab`
+(boottorrentlab.lab) boots it through the whole mission on a virtual LAN: PXE, iPXE,
+phase-1, BitTorrent among the clients, kexec.
 
 The initramfs is put together with phase-1's own archive and module helpers
 (boottorrentd.phase1.build): one cpio writer and one module resolver in the project.
@@ -11,12 +12,9 @@ The initramfs is put together with phase-1's own archive and module helpers
 
 from __future__ import annotations
 
-import argparse
 import gzip
-import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ MODULES = Path("/lib/modules")
 MARKER = "BOOTTORRENT-DEMO-OK"
 # The NIC of the lab's virtual machines; a real lab would need more (phase-1 has them).
 VIRTIO_NET_MODULES = ("virtio_pci", "virtio_net")
-# The lab's boot HTTP port: the demo OS reports to it (see lab.HTTP_PORT).
+# The lab's boot HTTP port: the demo OS reports to it (see lab.config.HTTP_PORT).
 DEFAULT_REPORT_PORT = 8080
 
 
@@ -140,30 +138,3 @@ def build_demo_os(folder: Path, *, name: str = "demo", marker: str = MARKER,
         "cmdline: console=tty0 console=ttyS0 quiet panic=-1\n")
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return DemoOS(folder, name, marker, version, size)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="make demo",
-        description="Build a demo OS from this host, then PXE-boot QEMU machines with it "
-        "from the BootTorrent swarm on a virtual LAN (boottorrentctl lab).")
-    parser.add_argument("--clients", type=int, default=3, help="machines to boot (default 3)")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the lab running after the boot (prints how to remove it)")
-    args = parser.parse_args(argv)
-
-    from . import lab  # the lab builds the demo OS itself through build_demo_os
-
-    if os.geteuid() != 0:
-        print("make demo needs root: it creates network namespaces, a bridge and tap "
-              "devices. Run: sudo make demo", file=sys.stderr)
-        return 1
-    print("BootTorrent demo: a virtual lab of QEMU machines boots an OS built from this host,\n"
-          "fetching it from each other over BitTorrent.\n", flush=True)
-    lab_args = lab.build_parser().parse_args(["--clients", str(args.clients)]
-                                             + (["--keep"] if args.keep else []))
-    return lab.run(lab_args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

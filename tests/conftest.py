@@ -1,18 +1,17 @@
-"""Fixtures: a private D-Bus daemon configured like the system bus, and the real daemon."""
+"""Fixtures on the devkit: a private system bus, the real daemon, and a virtual LAN."""
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from boottorrentlab.devkit.harness import DaemonProcess, PrivateBus
+from boottorrentlab.devkit.bus import PrivateBus
+from boottorrentlab.devkit.daemon import DaemonProcess
 from boottorrentlab.devkit.lan import Lan
 
 # Tests send SIGINT to what they start (Ctrl-C of the lab, busctl monitor). A shell that
@@ -42,25 +41,14 @@ def world_readable_tmpdir(prefix: str) -> Path:
     return path
 
 
-@dataclass
-class Bus:
-    address: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address)
-        env.pop("NOTIFY_SOCKET", None)
-        return env
-
-
 @pytest.fixture
-def system_bus() -> Iterator[Bus]:
+def system_bus() -> Iterator[PrivateBus]:
     with PrivateBus() as bus:
-        yield Bus(bus.address)
+        yield bus
 
 
 class Daemon(DaemonProcess):
-    def __init__(self, bus: Bus, config: Path, state_dir: Path, runtime_dir: Path) -> None:
+    def __init__(self, bus: PrivateBus, config: Path, state_dir: Path, runtime_dir: Path) -> None:
         super().__init__(config, state_dir, runtime_dir)
         self.bus = bus
         # Runs the daemon through another command, e.g. nsenter into a mount namespace.
@@ -79,6 +67,19 @@ class Daemon(DaemonProcess):
                                  f"({result.returncode}): {result.stderr}")
         return result
 
+    def monitor(self, member: str) -> subprocess.Popen:
+        """busctl monitor of the Manager's signal `member` (JSON lines on stdout), returned
+        once the bus has made it a monitor: no signal sent after this is missed."""
+        proc = subprocess.Popen(
+            ["busctl", f"--address={self.bus.address}", "--match",
+             f"type='signal',interface='org.boottorrent1.Manager',member='{member}'",
+             "monitor", "--json=short"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        assert proc.stderr is not None
+        said = proc.stderr.readline()  # busctl says so once it is a monitor, or fails
+        assert said.startswith("Monitoring bus message stream"), said
+        return proc
+
     def busctl(self, *args: str, user: str | None = None,
                check: bool = True) -> subprocess.CompletedProcess:
         cmd = ["busctl", f"--address={self.bus.address}", *args]
@@ -91,7 +92,7 @@ class Daemon(DaemonProcess):
 
 
 @pytest.fixture
-def daemon_dirs(system_bus: Bus) -> Iterator[Daemon]:
+def daemon_dirs(system_bus: PrivateBus) -> Iterator[Daemon]:
     tmp = world_readable_tmpdir("bt-daemon-")
     config = tmp / "boottorrent.yaml"
     config.write_text(MINIMAL_CONFIG)
@@ -122,6 +123,7 @@ def make_os(folder: Path, *, kernel: bytes = b"kernel" * 1000, initrd: bytes = b
 
 @pytest.fixture
 def lan() -> Iterator[Lan]:
-    net = Lan()
+    """A LAN whose bridge lives in a namespace of its own: nothing on the host."""
+    net = Lan(isolated=True)
     yield net
     net.close()

@@ -21,7 +21,7 @@ def _timeout(what: Describe, timeout: float) -> TimeoutError:
     return TimeoutError(f"{text} (waited {timeout:g} s)")
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, what: Describe,
+def wait_until(check: Callable[[], T | None], *, timeout: float, what: Describe,
                interval: float = 0.05) -> T:
     """Block until `check()` is true; return its value. Raise TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
@@ -34,7 +34,7 @@ def wait_until(check: Callable[[], T], *, timeout: float, what: Describe,
         time.sleep(interval)
 
 
-async def poll_until(check: Callable[[], Awaitable[T]], *, timeout: float, what: Describe,
+async def poll_until(check: Callable[[], Awaitable[T | None]], *, timeout: float, what: Describe,
                      interval: float = 0.05) -> T:
     """`wait_until` for the event loop: `check` is a coroutine function."""
     loop = asyncio.get_running_loop()

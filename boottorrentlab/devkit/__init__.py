@@ -1,0 +1,7 @@
+"""What the lab, the tests and the benchmark build on, one module per job.
+
+    bus.py      PrivateBus: a dbus-daemon with the system bus's policy, just for a run
+    daemon.py   DaemonProcess: boottorrentd started, READY=1 awaited, stopped or killed
+    lan.py      Lan, Netns: a virtual LAN of namespaces, veths and taps in a random 10.x.y.0/24
+    shell.py    sh: a command whose failure says what failed and why
+"""

@@ -1,8 +1,18 @@
-"""A LAN on one machine: a bridge, and network namespaces plugged into it by veth pairs.
+"""A LAN on one machine: a bridge, namespaces plugged into it by veth pairs, taps for QEMU.
 
 Every name carries a random tag and every LAN gets its own random 10.x.y.0/24, so
 several tests (or several developers' runs) can build LANs at once without clashing.
 Only addresses inside that subnet are ever used.
+
+Where the bridge lives:
+- `Lan(isolated=True)`: in a namespace of its own (`bt-<tag>-lan`) with the bridge-side
+  ends of the veths, the taps and what runs on them (QEMU). Nothing is made on the host,
+  and deleting the namespaces removes every interface. The lab and the tests use this.
+- `Lan()`: on the host, beside the host's interfaces; the benchmark shapes and counts the
+  bridge-side ends from the host (`tc`, /sys/class/net) and needs them there.
+
+Teardown ends what was started in the namespaces by PID, kills what is left in them, and
+deletes the namespaces, then the taps and the bridge when they are on the host.
 """
 
 import contextlib
@@ -13,17 +23,41 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 
+from .shell import sh
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+__all__ = ["Lan", "Netns", "sh"]
+
+
+def stop_processes(processes: list[subprocess.Popen], grace: float = 5) -> None:
+    """SIGTERM each process still running, SIGKILL it after `grace` seconds."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def kill_namespace(name: str) -> str | None:
+    """SIGKILL what still runs in namespace `name`, delete it; why not, if it could not be."""
+    for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    result = sh("ip", "netns", "del", name, check=False)
+    return None if result.returncode == 0 else f"ip netns del {name}: {result.stderr.strip()}"
 
 
 @dataclass
 class Netns:
+    """A machine on the LAN: a namespace whose `ifname` is one port of the bridge."""
+
     lan: "Lan"
     name: str
     ifname: str = "eth0"
     processes: list[subprocess.Popen] = field(default_factory=list)
+    peer: str = ""  # the bridge-side end of the veth, where the bridge lives (Lan.run)
 
     def run(self, *cmd: str, check: bool = True, timeout: float = 60,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -47,48 +81,95 @@ class Netns:
 
 
 class Lan:
-    def __init__(self) -> None:
-        self.tag = secrets.token_hex(3)
+    """`Lan()`, then `.add(role)` per machine and `.add_tap()` per QEMU NIC; `.close()`."""
+
+    def __init__(self, *, isolated: bool = False, tag: str | None = None) -> None:
+        self.tag = tag or secrets.token_hex(3)
         self.bridge = f"btbr{self.tag}"
         a, b = 16 + secrets.randbelow(200), secrets.randbelow(250)
         self.subnet = ipaddress.IPv4Network(f"10.{a}.{b}.0/24")
+        # The namespace of the bridge, None for the host's.
+        self.netns: str | None = f"bt-{self.tag}-lan" if isolated else None
         self.namespaces: list[Netns] = []
-        sh("ip", "link", "add", self.bridge, "type", "bridge")
-        # No STP delay: ports forward at once.
-        sh("ip", "link", "set", self.bridge, "type", "bridge", "forward_delay", "0")
-        sh("ip", "link", "set", self.bridge, "up")
+        self.taps: list[str] = []
+        self.processes: list[subprocess.Popen] = []  # started where the bridge lives
+        try:
+            if self.netns is not None:
+                sh("ip", "netns", "add", self.netns)
+                self.ip("link", "set", "lo", "up")
+            # No STP and no forwarding delay: a port forwards as soon as it is up.
+            self.ip("link", "add", self.bridge, "type", "bridge", "forward_delay", "0",
+                    "stp_state", "0")
+            self.ip("link", "set", self.bridge, "up")
+        except BaseException:
+            self.close()
+            raise
 
     def address(self, host: int) -> str:
         return str(self.subnet.network_address + host)
 
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`ip ARGS` where the bridge lives."""
+        where = ("-n", self.netns) if self.netns is not None else ()
+        return sh("ip", *where, *args, check=check)
+
+    def _exec(self, cmd: tuple[str, ...]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns is not None else [*cmd]
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 60
+            ) -> subprocess.CompletedProcess:
+        """A command where the bridge lives (e.g. tc on a Netns.peer)."""
+        return sh(*self._exec(cmd), check=check, timeout=timeout)
+
+    def popen(self, *cmd: str, **kw) -> subprocess.Popen:
+        """A process where the bridge lives (QEMU on a tap); stopped by close()."""
+        proc = subprocess.Popen(self._exec(cmd), **kw)
+        self.processes.append(proc)
+        return proc
+
     def add(self, role: str) -> Netns:
         """A namespace `role` with eth0 on the bridge (up, no address) and lo up."""
         index = len(self.namespaces)
-        ns = Netns(self, f"bt-{self.tag}-{role}")
-        host_end, ns_end = f"bv{self.tag}{index}", f"bn{self.tag}{index}"
+        ns = Netns(self, f"bt-{self.tag}-{role}", peer=f"bv{self.tag}{index}")
         sh("ip", "netns", "add", ns.name)
-        sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end)
-        sh("ip", "link", "set", ns_end, "netns", ns.name)
-        sh("ip", "link", "set", host_end, "master", self.bridge, "up")
-        ns.run("ip", "link", "set", ns_end, "name", ns.ifname)
+        self.namespaces.append(ns)
+        # The namespace's end is made in the namespace: its name clashes with nothing there.
+        self.ip("link", "add", ns.peer, "type", "veth", "peer", "name", ns.ifname,
+                "netns", ns.name)
+        self.ip("link", "set", ns.peer, "master", self.bridge, "up")
         ns.run("ip", "link", "set", ns.ifname, "up")
         ns.run("ip", "link", "set", "lo", "up")
-        self.namespaces.append(ns)
         return ns
 
-    def close(self) -> None:
+    def add_tap(self) -> str:
+        """A tap device on the bridge, up, for a QEMU NIC (`-netdev tap,ifname=...`)."""
+        tap = f"bt{self.tag}t{len(self.taps)}"
+        self.ip("tuntap", "add", "dev", tap, "mode", "tap")
+        self.taps.append(tap)
+        self.ip("link", "set", tap, "master", self.bridge, "up")
+        return tap
+
+    def close(self) -> list[str]:
+        """Stop and delete everything the LAN made; what could not be deleted."""
+        stop_processes(self.processes)
+        problems = []
         for ns in self.namespaces:
-            for proc in ns.processes:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+            stop_processes(ns.processes)
             # Anything a test left running in the namespace dies with it.
-            for pid in sh("ip", "netns", "pids", ns.name, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            sh("ip", "netns", "del", ns.name, check=False)
-        sh("ip", "link", "del", self.bridge, check=False)
+            problems.append(kill_namespace(ns.name))
+        self.namespaces.clear()
+        if self.netns is not None:
+            problems.append(kill_namespace(self.netns))
+        else:
+            for link in (*self.taps, self.bridge):
+                sh("ip", "link", "del", link, check=False)
+        self.taps.clear()
+        return [p for p in problems if p]
+
+    def teardown_commands(self) -> list[str]:
+        """Shell lines that remove this LAN, for one left running on purpose (lab --keep)."""
+        lines = [f"for p in $(ip netns pids {name}); do kill -9 $p; done; ip netns del {name}"
+                 for name in [ns.name for ns in self.namespaces] + [self.netns or ""] if name]
+        if self.netns is None:
+            lines += [f"ip link del {link}" for link in (*self.taps, self.bridge)]
+        return lines

@@ -1,16 +1,12 @@
 """Which OS a machine boots: its assignment, else default_os when the menu has no timeout."""
 
-import subprocess
-
 from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
 
 
 def _boot_script(lab: Lab, mac: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", lab.srv_ns, "curl", "-sSf",
-                           f"http://{lab.server}/boot/{mac}.ipxe"],
-                          capture_output=True, text=True, check=True).stdout
+    return lab.net.server.run("curl", "-sSf", f"http://{lab.server}/boot/{mac}.ipxe").stdout
 
 
 def test_an_assigned_client_boots_its_os_without_the_menu(make_lab, oses):

@@ -5,10 +5,9 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from boottorrentlab.devkit.harness import venv_bin
+from boottorrentlab.devkit.daemon import venv_bin
 
 LAB = [venv_bin("boottorrentctl"), "lab"]
 
@@ -25,7 +24,7 @@ def _leftovers(tag: str) -> list[str]:
         except OSError:
             continue
         # Every process of a lab names its work folder or namespaces, both carry the tag.
-        if f"lab-{tag}" in cmdline or f"btlab-{tag}" in cmdline:
+        if f"lab-{tag}" in cmdline or f"bt-{tag}-" in cmdline:
             found.append(f"pid {proc.name}: {cmdline[:120]}")
     return found
 
@@ -74,12 +73,14 @@ def test_ctrl_c_while_machines_boot_tears_the_lab_down(phase1_image):
                             start_new_session=True)
     output = ""
     assert proc.stdout is not None
+    powered_on = False
     for line in proc.stdout:
         output += line
-        if line.startswith("Powering on"):
+        powered_on = powered_on or line.startswith("Powering on")
+        # The first event of a machine (its DHCP request): it is in its firmware now.
+        if powered_on and re.match(r"\[ *[0-9.]+s\] vm[0-9]", line):
             break
     tag, bus_dir = _tag(output), _bus_dir(output)
-    time.sleep(5)  # the machines are in their firmware or phase-1 now
     os.killpg(proc.pid, signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
     output += rest

@@ -5,6 +5,7 @@ import signal
 import time
 from pathlib import Path
 
+from boottorrentd.util.wait import wait_until
 from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
@@ -13,6 +14,21 @@ from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
 def _seed_pid(lab: Lab) -> int:
     children = {c["name"]: c for c in lab.status()["children"]}
     return children["transmission"]["pid"]
+
+
+def _settled_seed_upload(lab: Lab, os_name: str) -> int | None:
+    """What the seed uploaded of `os_name` once the daemon's statistics, refreshed every
+    2 s, stopped changing for longer than that."""
+    seen: list[tuple[float, int | None]] = []
+
+    def settled() -> tuple[int | None] | None:
+        seen.append((time.monotonic(), lab.view.seed_uploaded(os_name)))
+        now, value = seen[-1]
+        before = [v for t, v in seen if now - t >= 2.5]
+        return (value,) if before and before[-1] == value else None
+
+    return wait_until(settled, timeout=30, what=f"the seed's statistics of {os_name} to "
+                      "settle", interval=0.5)[0]
 
 
 def _process_state(pid: int) -> str:
@@ -36,9 +52,7 @@ def test_three_clients_boot_the_same_os_at_once_and_upload_to_each_other(make_la
     assert outcome.ok, outcome.problems
     size = sum(f.stat().st_size for f in target.folder.iterdir() if f.name != "config.yaml")
     assert all(vm.peak_down >= size for vm in vms), [vm.peak_down for vm in vms]
-    # The daemon refreshes the seed's statistics every 2 s.
-    time.sleep(3)
-    seed = lab.view.seed_uploaded(target.name)
+    seed = _settled_seed_upload(lab, target.name)
     uploaded = sum(vm.peak_up for vm in vms)
     downloaded = sum(vm.peak_down for vm in vms)
     from_peers = downloaded - seed if seed is not None else 0

@@ -15,11 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_build_client_makes_the_phase1_image_with_progress_and_answers_calls_meanwhile(
         daemon: Daemon):
-    monitor = subprocess.Popen(
-        ["busctl", f"--address={daemon.bus.address}", "--match",
-         "type='signal',interface='org.boottorrent1.Manager',member='BuildProgress'",
-         "monitor", "--json=short"], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    monitor = daemon.monitor("BuildProgress")
     building = subprocess.Popen([str(daemon.ctl_path), "build-client", "--json"],
                                 env=daemon.bus.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

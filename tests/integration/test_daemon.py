@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.library.torrent import read_torrent
+from boottorrentd.util.wait import wait_until
 from tests.conftest import BIN, Daemon, make_os, world_readable_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -263,12 +264,7 @@ def test_daemon_answers_calls_while_a_1gb_os_hashes(daemon, tmp_path):
 
 def test_progress_signals_are_published_while_hashing(daemon, tmp_path):
     src = big_os(tmp_path / "big", 256 << 20)
-    monitor = subprocess.Popen(
-        ["busctl", f"--address={daemon.bus.address}", "--match",
-         "type='signal',interface='org.boottorrent1.Manager',member='OSProgress'",
-         "monitor", "--json=short"],
-        stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    monitor = daemon.monitor("OSProgress")
     try:
         daemon.ctl("add-os", "big", str(src))
     finally:
@@ -290,10 +286,8 @@ def test_a_daemon_killed_mid_add_leaves_no_half_entry(daemon_dirs, tmp_path):
     adding = subprocess.Popen([str(BIN / "boottorrentctl"), "add-os", "big", str(src)],
                               env=daemon_dirs.bus.env, stderr=subprocess.PIPE)
     oss = daemon_dirs.state_dir / "oss"
-    deadline = time.monotonic() + 30
-    while not any(p.name.startswith(".tmp-") for p in oss.iterdir()):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: any(p.name.startswith(".tmp-") for p in oss.iterdir()), timeout=30,
+               what="the add's temporary folder in the library", interval=0.01)
     time.sleep(0.3)
     daemon_dirs.kill()
     adding.wait(30)

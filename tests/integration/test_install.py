@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.config import default_config_text
-from boottorrentlab.devkit.harness import DaemonProcess
+from boottorrentlab.devkit.daemon import DaemonProcess
 from tests.conftest import MINIMAL_CONFIG, ROOT, Bus
 
 pytestmark = pytest.mark.integration

@@ -2,10 +2,10 @@
 
 import json
 import subprocess
-import time
 
 import pytest
 
+from boottorrentd.util.wait import wait_until
 from tests.conftest import BIN, Daemon, make_os
 
 pytestmark = pytest.mark.integration
@@ -42,16 +42,17 @@ def test_daemon_logs_to_the_journal_with_its_identifier_and_fields(daemon_dirs: 
     daemon_dirs.start()
     daemon_dirs.ctl("add-os", "journaled", str(make_os(tmp_path / "src")))
     daemon_dirs.stop()
-    deadline = time.monotonic() + 10
-    while True:
+    def journaled() -> list[dict] | None:
         out = subprocess.run([*journal_namespace, "journalctl", "-o", "json", "--no-pager",
                               "SYSLOG_IDENTIFIER=boottorrentd"],
                              capture_output=True, text=True, check=True).stdout
         entries = [json.loads(line) for line in out.splitlines()]
-        added = [e for e in entries if e.get("MESSAGE", "").startswith("added OS journaled")]
-        if added or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return entries if any(e.get("MESSAGE", "").startswith("added OS journaled")
+                              for e in entries) else None
+
+    entries = wait_until(journaled, timeout=10, what="the entry 'added OS journaled' in the "
+                         "journal", interval=0.2)
+    added = [e for e in entries if e.get("MESSAGE", "").startswith("added OS journaled")]
     assert added, entries
     assert added[0]["BOOTTORRENT_OS"] == "journaled"
     assert len(added[0]["BOOTTORRENT_INFOHASH"]) == 40

@@ -24,7 +24,7 @@ from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1 import build as phase1
 from boottorrentd.phase1 import userland
 from boottorrentd.phase1.cpio import Archive
-from boottorrentlab.devkit.lan import Lan, Netns, sh
+from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, world_readable_tmpdir
 from tests.integration.test_session import config_text, payload_os
 
@@ -340,21 +340,19 @@ class Vms:
     def boot(self, os_name: str, *, append: str = "", disk: Path | None = None) -> Vm:
         index = len(self.vms)
         mac = f"52:54:00:{secrets.randbelow(256):02x}:{secrets.randbelow(256):02x}:{index:02x}"
-        tap = f"btt{self.server.lan.tag}{index}"
-        sh("ip", "tuntap", "add", "dev", tap, "mode", "tap")
-        sh("ip", "link", "set", tap, "master", self.server.lan.bridge, "up")
+        tap = self.server.lan.add_tap()
         console = self.folder / f"vm{index}-console.log"
         cmdline = (f"console=ttyS0 boottorrent.server={self.server.address} "
                    f"boottorrent.os={os_name} boottorrent.mac={mac} {append}").strip()
-        process = subprocess.Popen(
-            ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-nodefaults",
-             "-no-user-config", "-display", "none", "-monitor", "none",
-             "-serial", f"file:{console}", "-no-reboot",
-             "-kernel", str(self.built.vmlinuz), "-initrd", str(self.built.initrd),
-             "-append", cmdline,
-             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-             "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
-             *(["-drive", f"file={disk},if=virtio,format=raw"] if disk else [])],
+        process = self.server.lan.popen(
+            "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-nodefaults",
+            "-no-user-config", "-display", "none", "-monitor", "none",
+            "-serial", f"file:{console}", "-no-reboot",
+            "-kernel", str(self.built.vmlinuz), "-initrd", str(self.built.initrd),
+            "-append", cmdline,
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
+            *(["-drive", f"file={disk},if=virtio,format=raw"] if disk else []),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         vm = Vm(mac, console, process, tap)
         self.vms.append(vm)
@@ -392,7 +390,6 @@ class Vms:
             if vm.process.poll() is None:
                 os.kill(vm.process.pid, signal.SIGKILL)
             vm.process.wait()
-            sh("ip", "link", "del", vm.tap, check=False)
 
 
 @pytest.fixture

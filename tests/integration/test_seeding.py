@@ -42,6 +42,7 @@ from boottorrentd.session.children import tracker as tracker_module
 from boottorrentd.session.children.tracker import Tracker, resolve_kind
 from boottorrentd.session.children.transmission import Seeder
 from boottorrentd.session.supervisor import ChildSpec
+from boottorrentd.util.wait import wait_until
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import world_readable_tmpdir
 
@@ -152,17 +153,6 @@ def scrape(netns: str, announce_url: str, infohash: str) -> dict:
     files = in_netns(netns, _tracker_get, f"{base}?{query}").get(b"files", {})
     counts = files.get(bytes.fromhex(infohash), {})
     return {key.decode(): value for key, value in counts.items()}
-
-
-def wait_for(check: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
 
 
 def json_load(path: Path) -> dict:
@@ -378,8 +368,8 @@ def test_seed_is_verified_and_seeding_at_100_percent_after_set_torrents(site: Si
     # The seed registered with the tracker.
     url = site.tracker.announce_url
     assert url
-    wait_for(lambda: scrape(site.probe.name, url, site.hashes("alpha")[0]).get("complete"),
-             5, "the tracker counting the seed")
+    wait_until(lambda: scrape(site.probe.name, url, site.hashes("alpha")[0]).get("complete"),
+               timeout=5, what="the tracker counting the seed", interval=0.2)
 
 
 def test_two_aria2c_clients_download_the_os_from_the_seed_via_the_tracker(site: Site) -> None:
@@ -431,8 +421,8 @@ def seconds_to_first_byte(site: Site, name: str, client: Netns, *, expect_peers:
     if expect_peers:
         site.loop.loop.call_soon_threadsafe(site.seeder.expect_peers)
     try:
-        wait_for(lambda: site.stats()[infohash].uploaded_bytes > before, 20,
-                 f"the seed sending data to {client.name}", interval=0.1)
+        wait_until(lambda: site.stats()[infohash].uploaded_bytes > before, timeout=20,
+                   what=f"the seed sending data to {client.name}", interval=0.1)
         return time.monotonic() - begin
     finally:
         proc.kill()
@@ -504,8 +494,8 @@ def test_opentracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_an
     # And a hash dropped from the list is refused again after the next SIGHUP.
     assert site.tracker.set_infohashes(site.hashes()) is True
     site.procs["opentracker"].send_signal(signal.SIGHUP)
-    wait_for(lambda: b"failure reason" in announce(site.probe.name, url, stranger),
-             3, "opentracker refusing the dropped infohash")
+    wait_until(lambda: b"failure reason" in announce(site.probe.name, url, stranger),
+               timeout=3, what="opentracker refusing the dropped infohash", interval=0.2)
 
 
 def test_removed_os_stops_seeding_keeps_its_files_and_seeds_again_when_added_back(
@@ -588,15 +578,15 @@ def test_tracker_restarted_learns_of_the_seed_at_once_through_reannounce(site: S
     (infohash,) = site.hashes()
     url = site.tracker.announce_url
     assert url
-    wait_for(lambda: scrape(site.probe.name, url, infohash).get("complete"), 5,
-             "the tracker counting the seed")
+    wait_until(lambda: scrape(site.probe.name, url, infohash).get("complete"), timeout=5,
+               what="the tracker counting the seed", interval=0.2)
 
     site.kill9("opentracker")
     site.spawn(site.specs["opentracker"])  # its `started` is seeder.reannounce
 
     # transmission's own next announce would be ~30 min away.
-    wait_for(lambda: scrape(site.probe.name, url, infohash).get("complete"), 5,
-             "the restarted tracker counting the seed")
+    wait_until(lambda: scrape(site.probe.name, url, infohash).get("complete"), timeout=5,
+               what="the restarted tracker counting the seed", interval=0.2)
     client = site.lan.add("c1")
     client.add_address(20)
     download(site, "alpha", [client], timeout=45)
@@ -614,8 +604,8 @@ def test_reannounce_twice_in_a_row_keeps_the_seed_registered(site: Site) -> None
     for _ in range(2):
         site.kill9("opentracker")
         site.spawn(site.specs["opentracker"])
-        wait_for(lambda: scrape(site.probe.name, url, infohash).get("complete"), 5,
-                 "the restarted tracker counting the seed")
+        wait_until(lambda: scrape(site.probe.name, url, infohash).get("complete"), timeout=5,
+                   what="the restarted tracker counting the seed", interval=0.2)
 
 
 

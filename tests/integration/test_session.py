@@ -5,14 +5,13 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from boottorrentd.util.wait import wait_until
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, alive, world_readable_tmpdir
 from tests.lanclients import dhcp, write_udhcpc_script
@@ -45,16 +44,6 @@ class BootLan:
         ns = self.lan.add(f"c{index}")
         ns.add_address(20 + index)
         return ns
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        time.sleep(0.2)
 
 
 def config_text(lan: Lan, interface: str = "eth0") -> str:
@@ -152,7 +141,7 @@ def test_a_dhcp_client_gets_an_address_and_the_ipxe_loader_over_tftp(boot_lan: B
         clients = {c["mac"]: c for c in json.loads(boot_lan.daemon.ctl("clients",
                                                                         "--json").stdout)}
         return clients.get(mac, {}).get("ip") == lease["ip"] and clients[mac]
-    entry = wait_until(leased, 10, "the lease to reach the client registry")
+    entry = wait_until(leased, timeout=10, what="the lease to reach the client registry")
     assert entry["stage"] == "dhcp"
 
 
@@ -196,7 +185,7 @@ def test_two_aria2c_clients_download_an_os_from_the_seed_via_the_tracker(boot_la
         assert same_files(boot_lan.src, got)
     seeding = wait_until(lambda: [s for s in boot_lan.status()["seeding"]
                                   if s["name"] == "lab" and s["uploaded_bytes"] > 0],
-                         20, "the seed's upload to show in status")
+                         timeout=20, what="the seed's upload to show in status")
     assert seeding[0]["status"] == "seeding"
 
 
@@ -219,9 +208,11 @@ def test_a_killed_child_is_restarted_and_dhcp_and_downloads_work_again(boot_lan:
     old = boot_lan.children()[child]["pid"]
     os.kill(old, signal.SIGKILL)
     new = wait_until(lambda: (c := boot_lan.children()[child])["pid"] not in (0, old)
-                     and c["state"] == "running" and c, 30, f"{child} to come back")
+                     and c["state"] == "running" and c, timeout=30,
+                     what=f"{child} to come back")
     assert new["restarts"] == 1
-    wait_until(lambda: boot_lan.status()["state"] == "running", 30, "state running again")
+    wait_until(lambda: boot_lan.status()["state"] == "running", timeout=30,
+               what="state running again")
     got = fetch_os(boot_lan.client(1), boot_lan.server, "lab", tmp_path / "c")
     assert same_files(boot_lan.src, got)
     lease = dhcp(boot_lan.lan.add("pxe"), write_udhcpc_script(tmp_path))
@@ -288,7 +279,8 @@ def test_a_restarted_daemon_brings_the_session_back(boot_lan: BootLan):
     assert code == 0
     assert f"{boot_lan.lan.address(1)}/24" not in boot_lan.srv.addresses()
     boot_lan.daemon.start()
-    wait_until(lambda: boot_lan.status()["state"] == "running", 60, "the session to come back")
+    wait_until(lambda: boot_lan.status()["state"] == "running", timeout=60,
+               what="the session to come back")
     assert set(boot_lan.children()) == {TRACKER, "transmission", "dnsmasq"}
 
 
@@ -297,8 +289,8 @@ def test_a_daemon_killed_mid_session_leaves_nothing_that_blocks_the_next_one(boo
     old = {n: c["pid"] for n, c in boot_lan.children().items()}
     boot_lan.daemon.kill()
     boot_lan.daemon.start()
-    status = wait_until(lambda: (s := boot_lan.status())["state"] == "running" and s, 60,
-                        "the session to come back after a crash")
+    status = wait_until(lambda: (s := boot_lan.status())["state"] == "running" and s,
+                        timeout=60, what="the session to come back after a crash")
     assert not any(alive(pid) for pid in old.values())
     assert boot_lan.srv.addresses().count(f"{boot_lan.lan.address(1)}/24") == 1
     assert len(status["children"]) == 3

@@ -1,0 +1,145 @@
+"""The lab's client machines: QEMU (TCG) PXE-booting from a tap on the lab's bridge."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boottorrentlab.devkit.lan import Lan
+
+from .config import QEMU, TARGET_STAGES
+
+# Locally administered (QEMU's 52:54:00 range); the lab's LAN is private, so fixed MACs
+# per machine number cannot clash with anything.
+MAC_PREFIX = "52:54:00:b7:00"
+
+
+@dataclass
+class VM:
+    """One QEMU client machine and what the lab has seen of it."""
+
+    index: int
+    mac: str
+    tap: str
+    console: Path  # everything the machine wrote on its serial port
+    socket: Path  # the serial port itself: connect to type into the machine's console
+    process: subprocess.Popen | None = None
+    started: float = 0.0  # time.monotonic() at power-on
+    stage_times: dict[str, float] = field(default_factory=dict)  # first seen, since power-on
+    record: dict[str, Any] = field(default_factory=dict)  # the daemon's client object
+    peak_down: int = 0
+    peak_up: int = 0
+    marker_at: float | None = None  # seconds after power-on
+    exit_code: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"vm{self.index}"
+
+    @property
+    def stage(self) -> str:
+        return str(self.record.get("stage") or "")
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.console.with_name(f"{self.name}-qemu.log")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started if self.started else 0.0
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def last_console_line(self) -> str:
+        for line in reversed(self.console_text().splitlines()):
+            text = "".join(ch for ch in line if ch.isprintable()).strip()
+            if text:
+                return text
+        return ""
+
+    def qemu_error(self) -> str:
+        """The last line QEMU itself printed (why it would not start), if any."""
+        try:
+            lines = self.qemu_log.read_text().strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def reached_target(self) -> bool:
+        return any(stage in self.stage_times for stage in TARGET_STAGES)
+
+    def describe_stage(self) -> str:
+        if self.stage:
+            return self.stage
+        return "power-on (firmware; no DHCP request seen yet)"
+
+    def forget(self) -> None:
+        """Drop what was seen of the machine: it is powered on again."""
+        self.started = time.monotonic()
+        self.stage_times.clear()
+        self.record = {}
+        self.marker_at = None
+        self.exit_code = None
+        self.peak_down = self.peak_up = 0
+
+
+def new_vm(lan: Lan, index: int, workdir: Path) -> VM:
+    """Machine number `index` with its own tap on the lab's bridge."""
+    return VM(index, f"{MAC_PREFIX}:{index:02x}", lan.add_tap(),
+              workdir / f"vm{index}-console.log", workdir / f"vm{index}.sock")
+
+
+def qemu_command(vm: VM, memory_mb: int) -> list[str]:
+    return [shutil.which(QEMU) or QEMU, "-name", vm.name,
+            "-accel", "tcg", "-m", str(memory_mb), "-smp", "1",
+            "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+            # A socket to type into (phase-1's rescue shell), logged to a file whether
+            # or not anyone is connected.
+            "-chardev", f"socket,id=serial0,path={vm.socket},server=on,wait=off,"
+            f"logfile={vm.console},logappend=off",
+            "-serial", "chardev:serial0",
+            "-netdev", f"tap,id=net0,ifname={vm.tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=net0,mac={vm.mac}",
+            # A reset (phase-1 giving up, a kernel panic) ends the process: the lab
+            # sees it rather than the machine PXE-booting again forever.
+            "-boot", "n", "-no-reboot"]
+
+
+def power_on(vm: VM, lan: Lan, memory_mb: int) -> None:
+    """Start the machine: PXE from its virtio NIC (iPXE ROM), console to a file."""
+    vm.console.unlink(missing_ok=True)
+    vm.socket.unlink(missing_ok=True)
+    with open(vm.qemu_log, "w") as log:
+        vm.process = lan.popen(*qemu_command(vm, memory_mb), stdin=subprocess.DEVNULL,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    vm.forget()
+
+
+def power_off(vm: VM) -> None:
+    proc = vm.process
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc is not None:
+        vm.exit_code = proc.returncode
+
+
+def type_into(vm: VM, text: str) -> None:
+    """Send `text` to the machine's serial console, as typed on its keyboard."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(vm.socket))
+        sock.sendall(text.encode())
+        # QEMU drops what arrives after the client is gone; give it time to take it.
+        time.sleep(0.5)

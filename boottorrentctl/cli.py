@@ -3,19 +3,18 @@
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from boottorrentd import api
 from boottorrentd.bus.backend import Variant
-from boottorrentd.config import default_config_text
-from boottorrentd.library.osspec import METHODS, method_keys
 from boottorrentlab import lab
 
 from .bus import Client, CtlError, unwrap
 from .progress import ProgressBar
-from .records import child_records, client_record, seed_records
+from .records import child_records, client_record, os_record, seed_records
 
 
 def human_size(n: float) -> str:
@@ -26,25 +25,9 @@ def human_size(n: float) -> str:
     raise AssertionError
 
 
-def _os_record(props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": props["Name"],
-        "display_name": props["DisplayName"],
-        "method": props["Method"],
-        "size_bytes": props["SizeBytes"],
-        "infohash": props["InfoHash"],
-        "torrent": props["TorrentPath"],
-        "path": props["Path"],
-        "linked": props["Linked"],
-        "files": props["FileCount"],
-        "piece_length": props["PieceLength"],
-        "fields": props["Fields"],
-    }
-
-
 async def _os_records(client: Client) -> list[dict[str, Any]]:
     objects = await client.managed_objects()
-    records = [_os_record(ifaces[api.OS_IFACE]) for path, ifaces in objects.items()
+    records = [os_record(ifaces[api.OS_IFACE]) for path, ifaces in objects.items()
                if api.OS_IFACE in ifaces]
     return sorted(records, key=lambda r: r["name"])
 
@@ -196,7 +179,7 @@ async def cmd_list_os(client: Client, args: argparse.Namespace) -> int:
 
 async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
     (path,) = await client.call("GetOS", "s", [args.name])
-    record = _os_record(await client.properties(path, api.OS_IFACE))
+    record = os_record(await client.properties(path, api.OS_IFACE))
     if args.json:
         _print_json(record)
         return 0
@@ -284,17 +267,38 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CtlError(f"{config} already exists: {project} is a project already; "
                        "edit it, or choose another folder")
     (project / "oss").mkdir(parents=True, exist_ok=True)
-    config.write_text(default_config_text())
+    config.write_text(_default_config_text())
     print(f"Created {config} and {project / 'oss'}/. Edit Boottorrent.yaml for your network, "
           "put each OS in oss/<name>/ with a config.yaml, then run "
           f"'boottorrentctl import {project}'.")
     return 0
 
 
+def _default_config_text() -> str:
+    """The daemon's commented default configuration, from the daemon's own code.
+
+    Generated from its configuration schema, which this thin client must not import;
+    running it in a child keeps `init` working with no daemon running.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-m", "boottorrentd.config"],
+                              capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as e:
+        raise CtlError(f"cannot print the default configuration with "
+                       f"'{sys.executable} -m boottorrentd.config': {e.stderr.strip()}; "
+                       "is the boottorrent package installed completely?") from e
+    return done.stdout
+
+
+def _method_keys(method: str) -> dict[str, api.KeyDoc]:
+    return {key.name: key for key in api.OS_METHOD_KEYS[method]}
+
+
 def _config_keys() -> list[str]:
-    keys = ["dispname", "method"]
-    for m in METHODS:
-        keys += [k for k in method_keys(m) if k not in keys]
+    """Every config.yaml key, each once: the common ones, then each method's own."""
+    keys = [key.name for key in api.OS_COMMON_KEYS]
+    for m in api.METHODS:
+        keys += [k for k in _method_keys(m) if k not in keys]
     return keys
 
 
@@ -340,17 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
         "files and a config.yaml saying how to boot it; when it has none, describe it with "
         "--method and that method's options and one is written.",
         epilog="Methods and their keys: " + "; ".join(
-            f"{m}: {', '.join(method_keys(m)) or '-'}" for m in METHODS),
+            f"{m}: {', '.join(_method_keys(m)) or '-'}" for m in api.METHODS),
     )
     s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
     s.add_argument("dir", help="folder with the OS's files")
     s.add_argument("--link", action="store_true",
                    help="use the folder in place instead of copying it into the library")
     s.add_argument("--dispname", help="menu label (default: NAME)")
-    s.add_argument("--method", choices=METHODS, help="how the client starts the OS")
+    s.add_argument("--method", choices=api.METHODS, help="how the client starts the OS")
     seen = {"dispname", "method"}
-    for m in METHODS:
-        for key, doc in method_keys(m).items():
+    for m in api.METHODS:
+        for key, doc in _method_keys(m).items():
             if key not in seen:
                 seen.add(key)
                 s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")

@@ -6,14 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boottorrentd import api
 from boottorrentd.bus.backend import Variant
 from boottorrentlab import lab
 
 from .bus import Client, CtlError, unwrap
-from .progress import ProgressBar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 from .records import child_records, client_record, os_record, seed_records
 
 
@@ -113,38 +116,56 @@ async def cmd_stop(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(fraction: float, width: int = 20) -> str:
-    filled = int(max(0.0, min(1.0, fraction)) * width)
-    return "[" + "#" * filled + "." * (width - filled) + "]"
+def _clients_table(clients: list[dict[str, Any]]) -> "Table":
+    from rich.progress_bar import ProgressBar as Bar
+    from rich.table import Table
 
-
-def _print_clients(clients: list[dict[str, Any]]) -> None:
-    if not clients:
-        print("No clients yet: they appear when they ask for an address or a boot script.")
-        return
-    print(f"{'MAC':<17}  {'IP':<15}  {'OS':<12}  {'STAGE':<11}  {'PROGRESS':<27}  "
-          f"{'DOWN/s':>9}  {'UP/s':>9}  PEERS")
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    for title in ("MAC", "IP", "OS", "STAGE", "PROGRESS"):
+        table.add_column(title, no_wrap=True)
+    for title in ("", "DOWN/s", "UP/s", "PEERS"):
+        table.add_column(title, justify="right", no_wrap=True)
     for c in clients:
-        os_name = c["os"] or c["assigned_os"] or "-"
-        print(f"{c['mac']:<17}  {c['ip'] or '-':<15}  {os_name:<12}  {c['stage'] or '-':<11}  "
-              f"{_bar(c['progress'])} {c['progress']:>5.0%}  "
-              f"{human_size(c['down_rate']):>9}  {human_size(c['up_rate']):>9}  {c['peers']}")
+        table.add_row(c["mac"], c["ip"] or "-", c["os"] or c["assigned_os"] or "-",
+                      c["stage"] or "-", Bar(total=1.0, completed=c["progress"], width=20),
+                      f"{c['progress']:.0%}", human_size(c["down_rate"]),
+                      human_size(c["up_rate"]), str(c["peers"]))
+    return table
+
+
+def _print_clients(console: "Console", clients: list[dict[str, Any]]) -> None:
+    if not clients:
+        console.print("No clients yet: they appear when they ask for an address or a boot "
+                      "script.", highlight=False)
+        return
+    table = _clients_table(clients)
+    if not console.is_terminal:
+        # A pipe has no width: rich would assume 80 columns and crop the rows.
+        unbounded = console.options.update_width(1000)
+        console.width = console.measure(table, options=unbounded).maximum
+    console.print(table)
+    for c in clients:
         if c["error"]:
-            print(f"{'':<17}  error: {c['error']}")
+            console.print(f"{c['mac']}  error: {c['error']}", highlight=False, markup=False)
 
 
 async def cmd_clients(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(await _clients(client))
         return 0
+    # rich costs 50-70 ms to import: only the commands that draw load it.
+    from rich.console import Console
+
+    console = Console()
     if not args.watch:
-        _print_clients(await _clients(client))
+        _print_clients(console, await _clients(client))
         return 0
     while True:
         clients = await _clients(client)
-        sys.stdout.write("\x1b[H\x1b[2J" if sys.stdout.isatty() else "\n")
-        _print_clients(clients)
-        sys.stdout.flush()
+        console.clear()  # on a terminal; a pipe gets one table after the other
+        if not console.is_terminal:
+            console.print()
+        _print_clients(console, clients)
         await asyncio.sleep(args.interval)
 
 
@@ -196,6 +217,8 @@ async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
 
 async def _with_progress(client: Client, coro_factory) -> Any:
     """Run a long call while drawing the daemon's OSProgress signals as a bar."""
+    from .progress import ProgressBar  # rich: only for the commands that draw
+
     bar = ProgressBar(sys.stderr)
     await client.subscribe("OSProgress", lambda body: bar.update(*body))
     try:
@@ -225,6 +248,8 @@ async def cmd_add_os(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_build_client(client: Client, args: argparse.Namespace) -> int:
+    from .progress import ProgressBar  # rich: only for the commands that draw
+
     options = {"kernel_version": Variant("s", args.kernel)} if args.kernel else {}
     bar = ProgressBar(sys.stderr)
     await client.subscribe(

@@ -327,6 +327,22 @@ def _config_keys() -> list[str]:
     return keys
 
 
+def _add_os_arguments(s: argparse.ArgumentParser) -> None:
+    """add-os: the folder, and one option per config.yaml key of any method (api's table)."""
+    s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
+    s.add_argument("dir", help="folder with the OS's files")
+    s.add_argument("--link", action="store_true",
+                   help="use the folder in place instead of copying it into the library")
+    s.add_argument("--dispname", help="menu label (default: NAME)")
+    s.add_argument("--method", choices=api.METHODS, help="how the client starts the OS")
+    seen = {"dispname", "method"}
+    for m in api.METHODS:
+        for key, doc in _method_keys(m).items():
+            if key not in seen:
+                seen.add(key)
+                s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="boottorrentctl",
@@ -363,26 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("--json", action="store_true", help="print JSON")
 
-    s = sub.add_parser(
+    _add_os_arguments(sub.add_parser(
         "add-os", help="add an OS folder to the library (copies it, hashes it, makes its torrent)",
         description="Add the OS in folder DIR to the library as NAME. The folder holds the OS's "
         "files and a config.yaml saying how to boot it; when it has none, describe it with "
         "--method and that method's options and one is written.",
         epilog="Methods and their keys: " + "; ".join(
             f"{m}: {', '.join(_method_keys(m)) or '-'}" for m in api.METHODS),
-    )
-    s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
-    s.add_argument("dir", help="folder with the OS's files")
-    s.add_argument("--link", action="store_true",
-                   help="use the folder in place instead of copying it into the library")
-    s.add_argument("--dispname", help="menu label (default: NAME)")
-    s.add_argument("--method", choices=api.METHODS, help="how the client starts the OS")
-    seen = {"dispname", "method"}
-    for m in api.METHODS:
-        for key, doc in _method_keys(m).items():
-            if key not in seen:
-                seen.add(key)
-                s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
+    ))
 
     s = sub.add_parser("build-client", help="build the phase-1 kernel + initrd clients boot "
                        "first (from this host's Debian packages)")

@@ -13,11 +13,11 @@ from boottorrentd.bus.backend import Variant
 from boottorrentlab import lab
 
 from .bus import Client, CtlError, unwrap
+from .records import child_records, client_record, os_record, seed_records
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
-from .records import child_records, client_record, os_record, seed_records
 
 
 def human_size(n: float) -> str:
@@ -335,7 +335,7 @@ def _add_os_arguments(s: argparse.ArgumentParser) -> None:
                    help="use the folder in place instead of copying it into the library")
     s.add_argument("--dispname", help="menu label (default: NAME)")
     s.add_argument("--method", choices=api.METHODS, help="how the client starts the OS")
-    seen = {"dispname", "method"}
+    seen = {key.name for key in api.OS_COMMON_KEYS}
     for m in api.METHODS:
         for key, doc in _method_keys(m).items():
             if key not in seen:

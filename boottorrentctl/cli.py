@@ -3,18 +3,20 @@
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boottorrentd import api
 from boottorrentd.bus.backend import Variant
-from boottorrentd.config import default_config_text
-from boottorrentd.library.osspec import METHODS, method_keys
 
 from .bus import Client, CtlError, unwrap
-from .progress import ProgressBar
-from .records import child_records, client_record, seed_records
+from .records import child_records, client_record, os_record, seed_records
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 def human_size(n: float) -> str:
@@ -25,25 +27,9 @@ def human_size(n: float) -> str:
     raise AssertionError
 
 
-def _os_record(props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": props["Name"],
-        "display_name": props["DisplayName"],
-        "method": props["Method"],
-        "size_bytes": props["SizeBytes"],
-        "infohash": props["InfoHash"],
-        "torrent": props["TorrentPath"],
-        "path": props["Path"],
-        "linked": props["Linked"],
-        "files": props["FileCount"],
-        "piece_length": props["PieceLength"],
-        "fields": props["Fields"],
-    }
-
-
 async def _os_records(client: Client) -> list[dict[str, Any]]:
     objects = await client.managed_objects()
-    records = [_os_record(ifaces[api.OS_IFACE]) for path, ifaces in objects.items()
+    records = [os_record(ifaces[api.OS_IFACE]) for path, ifaces in objects.items()
                if api.OS_IFACE in ifaces]
     return sorted(records, key=lambda r: r["name"])
 
@@ -129,38 +115,56 @@ async def cmd_stop(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(fraction: float, width: int = 20) -> str:
-    filled = int(max(0.0, min(1.0, fraction)) * width)
-    return "[" + "#" * filled + "." * (width - filled) + "]"
+def _clients_table(clients: list[dict[str, Any]]) -> "Table":
+    from rich.progress_bar import ProgressBar as Bar
+    from rich.table import Table
 
-
-def _print_clients(clients: list[dict[str, Any]]) -> None:
-    if not clients:
-        print("No clients yet: they appear when they ask for an address or a boot script.")
-        return
-    print(f"{'MAC':<17}  {'IP':<15}  {'OS':<12}  {'STAGE':<11}  {'PROGRESS':<27}  "
-          f"{'DOWN/s':>9}  {'UP/s':>9}  PEERS")
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    for title in ("MAC", "IP", "OS", "STAGE", "PROGRESS"):
+        table.add_column(title, no_wrap=True)
+    for title in ("", "DOWN/s", "UP/s", "PEERS"):
+        table.add_column(title, justify="right", no_wrap=True)
     for c in clients:
-        os_name = c["os"] or c["assigned_os"] or "-"
-        print(f"{c['mac']:<17}  {c['ip'] or '-':<15}  {os_name:<12}  {c['stage'] or '-':<11}  "
-              f"{_bar(c['progress'])} {c['progress']:>5.0%}  "
-              f"{human_size(c['down_rate']):>9}  {human_size(c['up_rate']):>9}  {c['peers']}")
+        table.add_row(c["mac"], c["ip"] or "-", c["os"] or c["assigned_os"] or "-",
+                      c["stage"] or "-", Bar(total=1.0, completed=c["progress"], width=20),
+                      f"{c['progress']:.0%}", human_size(c["down_rate"]),
+                      human_size(c["up_rate"]), str(c["peers"]))
+    return table
+
+
+def _print_clients(console: "Console", clients: list[dict[str, Any]]) -> None:
+    if not clients:
+        console.print("No clients yet: they appear when they ask for an address or a boot "
+                      "script.", highlight=False)
+        return
+    table = _clients_table(clients)
+    if not console.is_terminal:
+        # A pipe has no width: rich would assume 80 columns and crop the rows.
+        unbounded = console.options.update_width(1000)
+        console.width = console.measure(table, options=unbounded).maximum
+    console.print(table)
+    for c in clients:
         if c["error"]:
-            print(f"{'':<17}  error: {c['error']}")
+            console.print(f"{c['mac']}  error: {c['error']}", highlight=False, markup=False)
 
 
 async def cmd_clients(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(await _clients(client))
         return 0
+    # rich costs 50-70 ms to import: only the commands that draw load it.
+    from rich.console import Console
+
+    console = Console()
     if not args.watch:
-        _print_clients(await _clients(client))
+        _print_clients(console, await _clients(client))
         return 0
     while True:
         clients = await _clients(client)
-        sys.stdout.write("\x1b[H\x1b[2J" if sys.stdout.isatty() else "\n")
-        _print_clients(clients)
-        sys.stdout.flush()
+        console.clear()  # on a terminal; a pipe gets one table after the other
+        if not console.is_terminal:
+            console.print()
+        _print_clients(console, clients)
         await asyncio.sleep(args.interval)
 
 
@@ -195,7 +199,7 @@ async def cmd_list_os(client: Client, args: argparse.Namespace) -> int:
 
 async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
     (path,) = await client.call("GetOS", "s", [args.name])
-    record = _os_record(await client.properties(path, api.OS_IFACE))
+    record = os_record(await client.properties(path, api.OS_IFACE))
     if args.json:
         _print_json(record)
         return 0
@@ -212,6 +216,8 @@ async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
 
 async def _with_progress(client: Client, coro_factory) -> Any:
     """Run a long call while drawing the daemon's OSProgress signals as a bar."""
+    from .progress import ProgressBar  # rich: only for the commands that draw
+
     bar = ProgressBar(sys.stderr)
     await client.subscribe("OSProgress", lambda body: bar.update(*body))
     try:
@@ -241,6 +247,8 @@ async def cmd_add_os(client: Client, args: argparse.Namespace) -> int:
 
 
 async def cmd_build_client(client: Client, args: argparse.Namespace) -> int:
+    from .progress import ProgressBar  # rich: only for the commands that draw
+
     options = {"kernel_version": Variant("s", args.kernel)} if args.kernel else {}
     bar = ProgressBar(sys.stderr)
     await client.subscribe(
@@ -283,18 +291,55 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CtlError(f"{config} already exists: {project} is a project already; "
                        "edit it, or choose another folder")
     (project / "oss").mkdir(parents=True, exist_ok=True)
-    config.write_text(default_config_text())
+    config.write_text(_default_config_text())
     print(f"Created {config} and {project / 'oss'}/. Edit Boottorrent.yaml for your network, "
           "put each OS in oss/<name>/ with a config.yaml, then run "
           f"'boottorrentctl import {project}'.")
     return 0
 
 
+def _default_config_text() -> str:
+    """The daemon's commented default configuration, from the daemon's own code.
+
+    Generated from its configuration schema, which this thin client must not import;
+    running it in a child keeps `init` working with no daemon running.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-m", "boottorrentd.config"],
+                              capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as e:
+        raise CtlError(f"cannot print the default configuration with "
+                       f"'{sys.executable} -m boottorrentd.config': {e.stderr.strip()}; "
+                       "is the boottorrent package installed completely?") from e
+    return done.stdout
+
+
+def _method_keys(method: str) -> dict[str, api.KeyDoc]:
+    return {key.name: key for key in api.OS_METHOD_KEYS[method]}
+
+
 def _config_keys() -> list[str]:
-    keys = ["dispname", "method"]
-    for m in METHODS:
-        keys += [k for k in method_keys(m) if k not in keys]
+    """Every config.yaml key, each once: the common ones, then each method's own."""
+    keys = [key.name for key in api.OS_COMMON_KEYS]
+    for m in api.METHODS:
+        keys += [k for k in _method_keys(m) if k not in keys]
     return keys
+
+
+def _add_os_arguments(s: argparse.ArgumentParser) -> None:
+    """add-os: the folder, and one option per config.yaml key of any method (api's table)."""
+    s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
+    s.add_argument("dir", help="folder with the OS's files")
+    s.add_argument("--link", action="store_true",
+                   help="use the folder in place instead of copying it into the library")
+    s.add_argument("--dispname", help="menu label (default: NAME)")
+    s.add_argument("--method", choices=api.METHODS, help="how the client starts the OS")
+    seen = {key.name for key in api.OS_COMMON_KEYS}
+    for m in api.METHODS:
+        for key, doc in _method_keys(m).items():
+            if key not in seen:
+                seen.add(key)
+                s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,26 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.add_argument("--json", action="store_true", help="print JSON")
 
-    s = sub.add_parser(
+    _add_os_arguments(sub.add_parser(
         "add-os", help="add an OS folder to the library (copies it, hashes it, makes its torrent)",
         description="Add the OS in folder DIR to the library as NAME. The folder holds the OS's "
         "files and a config.yaml saying how to boot it; when it has none, describe it with "
         "--method and that method's options and one is written.",
         epilog="Methods and their keys: " + "; ".join(
-            f"{m}: {', '.join(method_keys(m)) or '-'}" for m in METHODS),
-    )
-    s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
-    s.add_argument("dir", help="folder with the OS's files")
-    s.add_argument("--link", action="store_true",
-                   help="use the folder in place instead of copying it into the library")
-    s.add_argument("--dispname", help="menu label (default: NAME)")
-    s.add_argument("--method", choices=METHODS, help="how the client starts the OS")
-    seen = {"dispname", "method"}
-    for m in METHODS:
-        for key, doc in method_keys(m).items():
-            if key not in seen:
-                seen.add(key)
-                s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
+            f"{m}: {', '.join(_method_keys(m)) or '-'}" for m in api.METHODS),
+    ))
 
     s = sub.add_parser("build-client", help="build the phase-1 kernel + initrd clients boot "
                        "first (from this host's Debian packages)")

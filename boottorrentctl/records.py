@@ -27,13 +27,31 @@ def client_record(props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def os_record(props: dict[str, Any]) -> dict[str, Any]:
+    """An org.boottorrent1.OS object's properties as a record."""
+    return {
+        "name": props["Name"],
+        "display_name": props["DisplayName"],
+        "method": props["Method"],
+        "size_bytes": props["SizeBytes"],
+        "infohash": props["InfoHash"],
+        "torrent": props["TorrentPath"],
+        "path": props["Path"],
+        "linked": props["Linked"],
+        "files": props["FileCount"],
+        "piece_length": props["PieceLength"],
+        "fields": props["Fields"],
+    }
+
+
 def child_records(manager: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Manager's Children property: one record per supervised child."""
-    return [{"name": n, "state": st, "pid": pid, "uptime_s": up / 1_000_000, "restarts": r}
-            for n, st, pid, up, r in manager["Children"]]
+    """The Manager's Children property (aa{sv}): one record per supervised child."""
+    return [{"name": c["name"], "state": c["state"], "pid": c["pid"],
+             "uptime_s": c["uptime_usec"] / 1_000_000, "restarts": c["restarts"]}
+            for c in manager["Children"]]
 
 
 def seed_records(manager: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Manager's Seeding property: one record per seeded OS."""
-    return [{"name": n, "infohash": h, "status": st, "peers": p, "uploaded_bytes": u}
-            for n, h, st, p, u in manager.get("Seeding", [])]
+    """The Manager's Seeding property (aa{sv}): one record per seeded OS."""
+    return [{key: s[key] for key in ("name", "infohash", "status", "peers", "uploaded_bytes")}
+            for s in manager.get("Seeding", [])]

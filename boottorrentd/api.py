@@ -1,4 +1,11 @@
-"""The D-Bus names and paths that the daemon and its clients share."""
+"""What the daemon and its clients share: D-Bus names and paths, and the keys of an OS.
+
+An OS's config.yaml keys are part of the API: AddOS takes them in its "config" option, and
+boottorrentctl offers them as add-os options. The tables here are their one source;
+`boottorrentd.library.osspec` validates with them.
+"""
+
+from dataclasses import dataclass
 
 BUS_NAME = "org.boottorrent1"
 MANAGER_PATH = "/org/boottorrent1"
@@ -54,3 +61,131 @@ def os_path(name: str) -> str:
 
 def client_path(mac: str) -> str:
     return CLIENT_PATH_PREFIX + mac.replace(":", "").lower()
+
+
+# --- An OS's config.yaml keys ---------------------------------------------------------------
+
+METHODS = ("kexec", "bin", "bin-qemu-x86_64", "qemu", "live", "image")
+
+# What a key's value must be; boottorrentd.library.osspec checks it.
+TEXT = "text"  # any one-line string
+LABEL = "label"  # a non-empty one-line string
+FILE = "file"  # a regular file inside the OS folder
+CHOICE = "choice"  # one of KeyDoc.choices
+DEVICE = "device"  # a path under /dev/
+ABSPATH = "abspath"  # an absolute path inside the OS's own root filesystem
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One key of config.yaml, for validation, help and man pages."""
+
+    name: str
+    doc: str
+    required: bool = False
+    default: str | None = None
+    kind: str = TEXT
+    choices: tuple[str, ...] = ()
+    example: str = ""
+
+
+OS_COMMON_KEYS = (
+    KeyDoc(
+        "dispname",
+        "The OS's name in the client menu; unique in the library.",
+        kind=LABEL,
+        example="Debian 12",
+    ),
+    KeyDoc(
+        "method",
+        "How the client starts the OS.",
+        required=True,
+        kind=CHOICE,
+        choices=METHODS,
+        example="kexec",
+    ),
+)
+
+_QEMU_KEYS = (
+    KeyDoc(
+        "args",
+        "Arguments to qemu-system-x86_64; files they name are relative to the OS folder, "
+        "e.g. -fda disk.img or -cdrom disc.iso. Accepted now; the client runs the VM in a "
+        "later release.",
+        default="",
+        example="-cdrom disc.iso",
+    ),
+)
+
+OS_METHOD_KEYS: dict[str, tuple[KeyDoc, ...]] = {
+    "kexec": (
+        KeyDoc(
+            "kernel",
+            "The Linux kernel to kexec: a file in the OS folder.",
+            required=True,
+            kind=FILE,
+            example="vmlinuz",
+        ),
+        KeyDoc(
+            "initrd",
+            "Its initramfs: a file in the OS folder.",
+            required=True,
+            kind=FILE,
+            example="initrd.img",
+        ),
+        KeyDoc("cmdline", "The kernel's command line.", default="", example="quiet"),
+    ),
+    "bin": (
+        KeyDoc(
+            "bin",
+            "The program the client runs: a file in the OS folder.",
+            required=True,
+            kind=FILE,
+            example="hello",
+        ),
+        KeyDoc("binargs", "Its arguments.", default="", example="--verbose"),
+    ),
+    "bin-qemu-x86_64": _QEMU_KEYS,
+    "qemu": _QEMU_KEYS,
+    "live": (
+        KeyDoc(
+            "squashfs",
+            "The root filesystem, a squashfs image in the OS folder; the client mounts it "
+            "read-only with a tmpfs overlay in RAM, so it needs no disk.",
+            required=True,
+            kind=FILE,
+            example="root.squashfs",
+        ),
+        KeyDoc(
+            "init",
+            "The program started inside that root filesystem.",
+            default="/sbin/init",
+            kind=ABSPATH,
+            example="/sbin/init",
+        ),
+    ),
+    "image": (
+        KeyDoc(
+            "image",
+            "A raw disk image in the OS folder, written over the client's disk.",
+            required=True,
+            kind=FILE,
+            example="disk.img",
+        ),
+        KeyDoc(
+            "device",
+            "The client's disk the image is written to; everything on it is lost.",
+            required=True,
+            kind=DEVICE,
+            example="/dev/sda",
+        ),
+        KeyDoc(
+            "after",
+            "What the client does once the image is written.",
+            default="reboot",
+            kind=CHOICE,
+            choices=("reboot", "poweroff"),
+            example="poweroff",
+        ),
+    ),
+}

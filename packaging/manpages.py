@@ -10,6 +10,17 @@ the way `boottorrentd.config.default_config_text` walks it and described with th
 text the default configuration file carries. Only the framing prose (files, examples,
 see also) is written here. debian/rules runs it at build time; the date on the pages is
 $SOURCE_DATE_EPOCH (reproducible builds), else today.
+
+Why not python3-argparse-manpage: tried on boottorrentctl's parser, Debian 12's 1.2.2
+(module build_manpages) writes `.TH boottorrentctl "1" Manual`: no date, section 1 only
+(boottorrentd is in 8), and has no way to add ENVIRONMENT, FILES or EXAMPLES. It shows a
+command as an italic argument ("boottorrentctl status", status in italics) and leaves
+argparse's "%%" in summaries ("stage, %%"). Debian 13's 4.x (module argparse_manpage)
+adds section, date and --include, but its command list still prints the help unexpanded
+("%%"), and the renamed module means one script could not serve both the Debian 12 host
+(tests/packaging runs this there) and the Debian 13 build root. boottorrent.yaml(5)
+documents a dataclass schema, not a parser, so no argparse tool can write it. What this
+file adds over those tools is the roff helpers and the walk below, about 150 lines.
 """
 
 from __future__ import annotations

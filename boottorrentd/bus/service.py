@@ -1,5 +1,9 @@
 """The D-Bus face of the daemon: translates calls to the manager and back, no logic.
 
+Each object's properties are declared once, in a table of BusProperty (D-Bus name,
+signature, how to read it from the model); `_exports` turns a table into the getters
+dbus-fast/dbus-next introspect. Add a property by adding a row, nowhere else.
+
 Do not add `from __future__ import annotations` here: both D-Bus libraries read the
 signature strings from the annotations at class creation.
 """
@@ -8,6 +12,8 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from boottorrentd import __version__, api
@@ -31,6 +37,52 @@ log = logging.getLogger(__name__)
 
 # How often OSProgress may fire per OS: enough for a smooth bar, cheap on the bus.
 _PROGRESS_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class BusProperty:
+    """One read-only D-Bus property of an object, read from the model the object shows."""
+
+    name: str
+    signature: str
+    read: Callable[[Any], Any]
+    # The model attribute whose change the object announces with PropertiesChanged.
+    field: str = ""
+
+
+def _field(name: str, signature: str, field: str,
+           convert: Callable[[Any], Any] = lambda v: v) -> BusProperty:
+    return BusProperty(name, signature, lambda model: convert(getattr(model, field)), field)
+
+
+def _usec(seconds: float) -> int:
+    # Times as µs, as systemd's *USec properties are.
+    return int(seconds * 1_000_000)
+
+
+def _exports(table: tuple[BusProperty, ...], model: str) -> Callable[[type], type]:
+    """Give a ServiceInterface one read-only property per row, read from `self.<model>`."""
+
+    def getter(prop: BusProperty) -> Any:
+        def get(self):
+            return prop.read(getattr(self, model))
+
+        get.__name__ = prop.name
+        # The libraries read the signature from the return annotation, as when hand-written.
+        get.__annotations__ = {"return": prop.signature}
+        return dbus_property(access=PropertyAccess.READ, name=prop.name)(get)
+
+    def decorate(cls: type) -> type:
+        for prop in table:
+            setattr(cls, prop.name, getter(prop))
+        return cls
+
+    return decorate
+
+
+def _variants(signatures: dict[str, str], values: dict[str, Any]) -> dict[str, Variant]:
+    """A record as a{sv}: each key's value wrapped with the key's declared signature."""
+    return {key: Variant(signatures[key], values[key]) for key in signatures}
 
 
 def _dbus_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -65,117 +117,63 @@ def _options(options: dict[str, Variant], known: dict[str, str]) -> dict[str, An
     return out
 
 
+def _os_field(name: str, key: str) -> BusProperty:
+    """One of the method's own config.yaml keys; "" when the OS's method has no such key."""
+    return BusProperty(name, "s", lambda entry: entry.spec.fields.get(key, ""))
+
+
+OS_PROPERTIES = (
+    BusProperty("Name", "s", attrgetter("name")),
+    BusProperty("DisplayName", "s", attrgetter("spec.dispname")),
+    BusProperty("Method", "s", attrgetter("spec.method")),
+    BusProperty("SizeBytes", "t", attrgetter("size_bytes")),
+    BusProperty("InfoHash", "s", attrgetter("torrent.infohash")),
+    BusProperty("TorrentPath", "s", lambda entry: str(entry.torrent_path)),
+    BusProperty("Path", "s", lambda entry: str(entry.path)),
+    BusProperty("Linked", "b", attrgetter("linked")),
+    BusProperty("PieceLength", "u", attrgetter("torrent.piece_length")),
+    BusProperty("FileCount", "u", lambda entry: len(entry.torrent.files)),
+    # All of the method's own keys (kernel, initrd, cmdline, bin, ...), then the usual ones.
+    BusProperty("Fields", "a{ss}", lambda entry: dict(entry.spec.fields)),
+    _os_field("Kernel", "kernel"),
+    _os_field("Initrd", "initrd"),
+    _os_field("Cmdline", "cmdline"),
+    _os_field("Bin", "bin"),
+    _os_field("BinArgs", "binargs"),
+    _os_field("Args", "args"),
+    _os_field("Squashfs", "squashfs"),
+    _os_field("Image", "image"),
+)
+
+
+@_exports(OS_PROPERTIES, model="entry")
 class OSInterface(ServiceInterface):
     def __init__(self, entry: OSEntry) -> None:
         super().__init__(api.OS_IFACE)
         self.entry = entry
 
-    def _field(self, key: str) -> str:
-        return self.entry.spec.fields.get(key, "")
 
-    @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> "s":
-        return self.entry.name
+CLIENT_PROPERTIES = (
+    _field("MAC", "s", "mac"),
+    _field("IPAddress", "s", "ip"),
+    _field("Hostname", "s", "hostname"),
+    _field("OS", "s", "os"),
+    _field("Stage", "s", "stage"),
+    _field("Progress", "d", "progress"),
+    _field("DownloadedBytes", "t", "downloaded_bytes"),
+    _field("UploadedBytes", "t", "uploaded_bytes"),
+    _field("DownloadRate", "t", "down_rate"),
+    _field("UploadRate", "t", "up_rate"),
+    _field("Peers", "u", "peers"),
+    _field("LastSeenUSec", "t", "last_seen", _usec),
+    _field("Error", "s", "error"),
+    _field("AssignedOS", "s", "assigned_os"),
+)
 
-    @dbus_property(access=PropertyAccess.READ)
-    def DisplayName(self) -> "s":
-        return self.entry.spec.dispname
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Method(self) -> "s":
-        return self.entry.spec.method
-
-    @dbus_property(access=PropertyAccess.READ)
-    def SizeBytes(self) -> "t":
-        return self.entry.size_bytes
-
-    @dbus_property(access=PropertyAccess.READ)
-    def InfoHash(self) -> "s":
-        return self.entry.torrent.infohash
-
-    @dbus_property(access=PropertyAccess.READ)
-    def TorrentPath(self) -> "s":
-        return str(self.entry.torrent_path)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Path(self) -> "s":
-        return str(self.entry.path)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Linked(self) -> "b":
-        return self.entry.linked
-
-    @dbus_property(access=PropertyAccess.READ)
-    def PieceLength(self) -> "u":
-        return self.entry.torrent.piece_length
-
-    @dbus_property(access=PropertyAccess.READ)
-    def FileCount(self) -> "u":
-        return len(self.entry.torrent.files)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Fields(self) -> "a{ss}":
-        """The method's own keys from config.yaml (kernel, initrd, cmdline, bin, ...)."""
-        return dict(self.entry.spec.fields)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Kernel(self) -> "s":
-        return self._field("kernel")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Initrd(self) -> "s":
-        return self._field("initrd")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Cmdline(self) -> "s":
-        return self._field("cmdline")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Bin(self) -> "s":
-        return self._field("bin")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def BinArgs(self) -> "s":
-        return self._field("binargs")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Args(self) -> "s":
-        return self._field("args")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Squashfs(self) -> "s":
-        return self._field("squashfs")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Image(self) -> "s":
-        return self._field("image")
+_CLIENT_BY_FIELD = {prop.field: prop for prop in CLIENT_PROPERTIES}
 
 
-# Client fields as D-Bus properties: (property name, signature).
-_CLIENT_PROPERTIES = {
-    "mac": ("MAC", "s"),
-    "ip": ("IPAddress", "s"),
-    "hostname": ("Hostname", "s"),
-    "os": ("OS", "s"),
-    "stage": ("Stage", "s"),
-    "progress": ("Progress", "d"),
-    "downloaded_bytes": ("DownloadedBytes", "t"),
-    "uploaded_bytes": ("UploadedBytes", "t"),
-    "down_rate": ("DownloadRate", "t"),
-    "up_rate": ("UploadRate", "t"),
-    "peers": ("Peers", "u"),
-    "last_seen": ("LastSeenUSec", "t"),
-    "error": ("Error", "s"),
-    "assigned_os": ("AssignedOS", "s"),
-}
-
-
-def _client_value(client: Client, field: str) -> Any:
-    value = getattr(client, field)
-    # Times as µs since the epoch, as systemd's *USec properties are.
-    return int(value * 1_000_000) if field == "last_seen" else value
-
-
+@_exports(CLIENT_PROPERTIES, model="client")
 class ClientInterface(ServiceInterface):
     def __init__(self, client: Client) -> None:
         super().__init__(api.CLIENT_IFACE)
@@ -183,67 +181,58 @@ class ClientInterface(ServiceInterface):
 
     def changed(self, fields: set[str]) -> None:
         self.emit_properties_changed({
-            _CLIENT_PROPERTIES[f][0]: _client_value(self.client, f)
-            for f in fields if f in _CLIENT_PROPERTIES
+            prop.name: prop.read(self.client)
+            for prop in map(_CLIENT_BY_FIELD.get, fields) if prop is not None
         })
 
-    @dbus_property(access=PropertyAccess.READ)
-    def MAC(self) -> "s":
-        return self.client.mac
 
-    @dbus_property(access=PropertyAccess.READ)
-    def IPAddress(self) -> "s":
-        return self.client.ip
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Hostname(self) -> "s":
-        return self.client.hostname
-
-    @dbus_property(access=PropertyAccess.READ)
-    def OS(self) -> "s":
-        return self.client.os
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Stage(self) -> "s":
-        return self.client.stage
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Progress(self) -> "d":
-        return self.client.progress
-
-    @dbus_property(access=PropertyAccess.READ)
-    def DownloadedBytes(self) -> "t":
-        return self.client.downloaded_bytes
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UploadedBytes(self) -> "t":
-        return self.client.uploaded_bytes
-
-    @dbus_property(access=PropertyAccess.READ)
-    def DownloadRate(self) -> "t":
-        return self.client.down_rate
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UploadRate(self) -> "t":
-        return self.client.up_rate
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Peers(self) -> "u":
-        return self.client.peers
-
-    @dbus_property(access=PropertyAccess.READ)
-    def LastSeenUSec(self) -> "t":
-        return _client_value(self.client, "last_seen")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Error(self) -> "s":
-        return self.client.error
-
-    @dbus_property(access=PropertyAccess.READ)
-    def AssignedOS(self) -> "s":
-        return self.client.assigned_os
+# The keys of each record of the Manager's Children and Seeding properties (a{sv} each).
+CHILD_KEYS = {"name": "s", "state": "s", "pid": "u", "uptime_usec": "t", "restarts": "u"}
+SEED_KEYS = {"name": "s", "infohash": "s", "status": "s", "peers": "u", "uploaded_bytes": "t"}
 
 
+def _children(manager: Manager) -> list[dict[str, Variant]]:
+    """Each supervised child of the running session."""
+    session = manager.session
+    if session is None:
+        return []
+    return [_variants(CHILD_KEYS, {"name": c.name, "state": c.state, "pid": c.pid,
+                                   "uptime_usec": _usec(c.uptime_s), "restarts": c.restarts})
+            for c in session.children()]
+
+
+def _seeding(manager: Manager) -> list[dict[str, Variant]]:
+    """Each torrent the session seeds, named by its library OS."""
+    session = manager.session
+    if session is None:
+        return []
+    names = {e.torrent.infohash: e.name for e in manager.library.entries.values()}
+    return [_variants(SEED_KEYS, {"name": names.get(s.infohash, s.name), "infohash": s.infohash,
+                                  "status": s.status, "peers": s.peers,
+                                  "uploaded_bytes": s.uploaded_bytes})
+            for s in session.seeding]
+
+
+MANAGER_PROPERTIES = (
+    BusProperty("Version", "s", lambda manager: __version__),
+    BusProperty("State", "s", attrgetter("state")),
+    BusProperty("StateReason", "s", attrgetter("state_reason")),
+    BusProperty("Interface", "s", attrgetter("config.dnsmasq.interface")),
+    BusProperty("HostAddress", "s", lambda manager: str(manager.config.boot_network)),
+    BusProperty("HTTPPort", "q", attrgetter("config.http.port")),
+    BusProperty("Children", "aa{sv}", _children),
+    BusProperty("Seeding", "aa{sv}", _seeding),
+    BusProperty("ConfigFile", "s", lambda manager: str(manager.config_path)),
+    BusProperty("StateDirectory", "s", lambda manager: str(manager.state_dir)),
+    BusProperty("RuntimeDirectory", "s", lambda manager: str(manager.runtime_dir)),
+)
+
+# What a change of the session's state changes.
+_STATE_PROPERTIES = [p for p in MANAGER_PROPERTIES
+                     if p.name in ("State", "StateReason", "Children", "Seeding")]
+
+
+@_exports(MANAGER_PROPERTIES, model="manager")
 class ManagerInterface(ServiceInterface):
     def __init__(self, bus: MessageBus, manager: Manager) -> None:
         super().__init__(api.MANAGER_IFACE)
@@ -275,27 +264,7 @@ class ManagerInterface(ServiceInterface):
             iface.changed(fields)
 
     def _state_changed(self) -> None:
-        self.emit_properties_changed({
-            "State": self.manager.state,
-            "StateReason": self.manager.state_reason,
-            "Children": self._children(),
-            "Seeding": self._seeding(),
-        })
-
-    def _children(self) -> list:
-        session = self.manager.session
-        if session is None:
-            return []
-        return [[c.name, c.state, c.pid, int(c.uptime_s * 1_000_000), c.restarts]
-                for c in session.children()]
-
-    def _seeding(self) -> list:
-        session = self.manager.session
-        if session is None:
-            return []
-        names = {e.torrent.infohash: e.name for e in self.manager.library.entries.values()}
-        return [[names.get(s.infohash, s.name), s.infohash, s.status, s.peers, s.uploaded_bytes]
-                for s in session.seeding]
+        self.emit_properties_changed({p.name: p.read(self.manager) for p in _STATE_PROPERTIES})
 
     def _export_os(self, entry: OSEntry) -> None:
         iface = OSInterface(entry)
@@ -324,52 +293,6 @@ class ManagerInterface(ServiceInterface):
     @signal()
     def BuildProgress(self, step: "s", fraction: "d") -> "sd":
         return [step, fraction]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Version(self) -> "s":
-        return __version__
-
-    @dbus_property(access=PropertyAccess.READ)
-    def State(self) -> "s":
-        return self.manager.state
-
-    @dbus_property(access=PropertyAccess.READ)
-    def StateReason(self) -> "s":
-        return self.manager.state_reason
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Interface(self) -> "s":
-        return self.manager.config.dnsmasq.interface
-
-    @dbus_property(access=PropertyAccess.READ)
-    def HostAddress(self) -> "s":
-        return str(self.manager.config.boot_network)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def HTTPPort(self) -> "q":
-        return self.manager.config.http.port
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Children(self) -> "a(ssutu)":
-        """(name, state, pid, uptime in µs, restarts) of each supervised child."""
-        return self._children()
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Seeding(self) -> "a(sssut)":
-        """(OS name, infohash, status, peers, uploaded bytes) of each seeded torrent."""
-        return self._seeding()
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ConfigFile(self) -> "s":
-        return str(self.manager.config_path)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def StateDirectory(self) -> "s":
-        return str(self.manager.state_dir)
-
-    @dbus_property(access=PropertyAccess.READ)
-    def RuntimeDirectory(self) -> "s":
-        return str(self.manager.runtime_dir)
 
     @method()
     @_dbus_errors

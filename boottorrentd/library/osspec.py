@@ -1,8 +1,9 @@
 """One OS folder's `config.yaml`: how a client starts that OS once it has downloaded it.
 
 The seed's keys stay valid (methods kexec, bin, bin-qemu-x86_64); qemu, live and image are
-new. The per-method key tables below are the single source of truth for validation, the
-files `render_os_config` writes and the help text (`method_keys`).
+new. The per-method key tables in `boottorrentd.api` (AddOS takes these keys, so the CLI
+reads them too) are the single source of truth for validation, the files
+`render_os_config` writes and the help text (`method_keys`).
 
 File keys name files inside the OS folder. The whole folder is shared over BitTorrent, so
 a key must never reach outside it: no absolute paths, no '..', no symbolic links.
@@ -17,6 +18,18 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from boottorrentd.api import (
+    ABSPATH,
+    CHOICE,
+    DEVICE,
+    FILE,
+    LABEL,
+    METHODS,
+    TEXT,
+    KeyDoc,
+)
+from boottorrentd.api import OS_COMMON_KEYS as _COMMON
+from boottorrentd.api import OS_METHOD_KEYS as _METHOD_KEYS
 from boottorrentd.config import (
     check_single_line,
     comment,
@@ -29,132 +42,6 @@ from boottorrentd.config import (
 from boottorrentd.errors import ConfigError
 
 CONFIG_NAME = "config.yaml"
-
-METHODS = ("kexec", "bin", "bin-qemu-x86_64", "qemu", "live", "image")
-
-# What a key's value must be; see _check_value.
-TEXT = "text"  # any one-line string
-LABEL = "label"  # a non-empty one-line string
-FILE = "file"  # a regular file inside the OS folder
-CHOICE = "choice"  # one of KeyDoc.choices
-DEVICE = "device"  # a path under /dev/
-ABSPATH = "abspath"  # an absolute path inside the OS's own root filesystem
-
-
-@dataclass(frozen=True)
-class KeyDoc:
-    """One key of config.yaml, for validation, help and man pages."""
-
-    name: str
-    doc: str
-    required: bool = False
-    default: str | None = None
-    kind: str = TEXT
-    choices: tuple[str, ...] = ()
-    example: str = ""
-
-
-_COMMON = (
-    KeyDoc(
-        "dispname",
-        "The OS's name in the client menu; unique in the library.",
-        kind=LABEL,
-        example="Debian 12",
-    ),
-    KeyDoc(
-        "method",
-        "How the client starts the OS.",
-        required=True,
-        kind=CHOICE,
-        choices=METHODS,
-        example="kexec",
-    ),
-)
-
-_QEMU_KEYS = (
-    KeyDoc(
-        "args",
-        "Arguments to qemu-system-x86_64; files they name are relative to the OS folder, "
-        "e.g. -fda disk.img or -cdrom disc.iso. Accepted now; the client runs the VM in a "
-        "later release.",
-        default="",
-        example="-cdrom disc.iso",
-    ),
-)
-
-_METHOD_KEYS: dict[str, tuple[KeyDoc, ...]] = {
-    "kexec": (
-        KeyDoc(
-            "kernel",
-            "The Linux kernel to kexec: a file in the OS folder.",
-            required=True,
-            kind=FILE,
-            example="vmlinuz",
-        ),
-        KeyDoc(
-            "initrd",
-            "Its initramfs: a file in the OS folder.",
-            required=True,
-            kind=FILE,
-            example="initrd.img",
-        ),
-        KeyDoc("cmdline", "The kernel's command line.", default="", example="quiet"),
-    ),
-    "bin": (
-        KeyDoc(
-            "bin",
-            "The program the client runs: a file in the OS folder.",
-            required=True,
-            kind=FILE,
-            example="hello",
-        ),
-        KeyDoc("binargs", "Its arguments.", default="", example="--verbose"),
-    ),
-    "bin-qemu-x86_64": _QEMU_KEYS,
-    "qemu": _QEMU_KEYS,
-    "live": (
-        KeyDoc(
-            "squashfs",
-            "The root filesystem, a squashfs image in the OS folder; the client mounts it "
-            "read-only with a tmpfs overlay in RAM, so it needs no disk.",
-            required=True,
-            kind=FILE,
-            example="root.squashfs",
-        ),
-        KeyDoc(
-            "init",
-            "The program started inside that root filesystem.",
-            default="/sbin/init",
-            kind=ABSPATH,
-            example="/sbin/init",
-        ),
-    ),
-    "image": (
-        KeyDoc(
-            "image",
-            "A raw disk image in the OS folder, written over the client's disk.",
-            required=True,
-            kind=FILE,
-            example="disk.img",
-        ),
-        KeyDoc(
-            "device",
-            "The client's disk the image is written to; everything on it is lost.",
-            required=True,
-            kind=DEVICE,
-            example="/dev/sda",
-        ),
-        KeyDoc(
-            "after",
-            "What the client does once the image is written.",
-            default="reboot",
-            kind=CHOICE,
-            choices=("reboot", "poweroff"),
-            example="poweroff",
-        ),
-    ),
-}
-
 
 @dataclass(frozen=True)
 class OSSpec:

@@ -5,15 +5,26 @@ import signal
 import subprocess
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from boottorrentd.bus.service import (
+    CLIENT_PROPERTIES,
+    MANAGER_PROPERTIES,
+    OS_PROPERTIES,
+    BusProperty,
+)
 from boottorrentd.library.torrent import read_torrent
 from boottorrentd.util.wait import wait_until
 from tests.conftest import BIN, Daemon, make_os, world_readable_tmpdir
+from tests.integration import test_session
 
 pytestmark = pytest.mark.integration
+
+# Client objects exist only in a running session: test_session's fixture makes one.
+boot_lan = test_session.boot_lan
 
 MANAGER = ("org.boottorrent1", "/org/boottorrent1", "org.boottorrent1.Manager")
 
@@ -81,6 +92,44 @@ def test_busctl_sees_one_object_per_os_with_its_properties(daemon, tmp_path):
     kernel = daemon.busctl("get-property", "org.boottorrent1", path, "org.boottorrent1.OS",
                            "Kernel")
     assert kernel.stdout.strip() == 's "vmlinuz"'
+
+
+def introspected_properties(d: Daemon, path: str, interface: str) -> dict[str, tuple[str, str]]:
+    """(type, access) of each property busctl sees on `interface` at `path`."""
+    xml = d.busctl("introspect", "--xml-interface", "org.boottorrent1", path).stdout
+    node = ET.fromstring(xml).find(f"interface[@name='{interface}']")
+    assert node is not None, f"{path} has no {interface}"
+    return {p.get("name"): (p.get("type"), p.get("access")) for p in node.iter("property")}
+
+
+def declared(table: tuple[BusProperty, ...]) -> dict[str, tuple[str, str]]:
+    return {p.name: (p.signature, "read") for p in table}
+
+
+def test_manager_and_os_properties_on_the_bus_are_exactly_their_declared_tables(daemon,
+                                                                                tmp_path):
+    daemon.ctl("add-os", "testos", str(make_os(tmp_path / "src")))
+    assert introspected_properties(daemon, "/org/boottorrent1", "org.boottorrent1.Manager") \
+        == declared(MANAGER_PROPERTIES)
+    assert introspected_properties(daemon, "/org/boottorrent1/os/testos",
+                                   "org.boottorrent1.OS") == declared(OS_PROPERTIES)
+
+
+def test_client_properties_on_the_bus_are_exactly_their_declared_table(
+        boot_lan: test_session.BootLan):
+    boot_lan.daemon.ctl("start")
+    url = f"http://{boot_lan.server}/api/v1/clients/52:54:00:aa:bb:03/events"
+    boot_lan.client(1).run("curl", "-sSf", "-o", "/dev/null", "-H",
+                           "Content-Type: application/json", "--data-binary",
+                           json.dumps({"stage": "downloading", "os": "lab"}), url)
+    assert introspected_properties(boot_lan.daemon, "/org/boottorrent1/client/525400aabb03",
+                                   "org.boottorrent1.Client") == declared(CLIENT_PROPERTIES)
+
+
+def test_children_and_seeding_are_lists_of_named_records(daemon):
+    for name in ("Children", "Seeding"):
+        value = daemon.busctl("get-property", *MANAGER, name).stdout
+        assert value.strip() == "aa{sv} 0"  # no session yet: empty
 
 
 def test_torrent_is_read_by_transmission_show_with_matching_infohash_and_files(daemon, tmp_path):

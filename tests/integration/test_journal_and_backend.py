@@ -1,6 +1,7 @@
 """Logging to a real journald, and the dbus-next fallback."""
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -65,7 +66,9 @@ def test_daemon_and_cli_fall_back_to_dbus_next_without_dbus_fast(daemon_dirs: Da
     shadow = tmp_path / "shadow" / "dbus_fast"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text('raise ImportError("dbus-fast hidden by the test")\n')
-    env = dict(daemon_dirs.bus.env, PYTHONPATH=str(shadow.parent))
+    # The shadow first; then whatever PYTHONPATH chose the tree under test.
+    path = [str(shadow.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(daemon_dirs.bus.env, PYTHONPATH=os.pathsep.join(path))
     daemon_dirs.start(env=env)
     added = subprocess.run([str(BIN / "boottorrentctl"),
                             "add-os", "fallback", str(make_os(tmp_path / "src"))],

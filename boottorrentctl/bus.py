@@ -60,7 +60,7 @@ class Client:
         ))
         if reply.message_type == MessageType.ERROR:
             text = reply.body[0] if reply.body else reply.error_name
-            raise CtlError(_FRIENDLY.get(reply.error_name, text))
+            raise CtlError(_FRIENDLY.get(reply.error_name or "", text))
         return reply.body
 
     async def properties(self, path: str, interface: str) -> dict[str, Any]:

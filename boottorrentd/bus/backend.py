@@ -1,7 +1,7 @@
 """The one place that picks the D-Bus library.
 
 dbus-fast is the maintained, API-compatible fork of dbus-next and about three times
-faster per call here; Debian bookworm only packages dbus-next, so fall back to it.
+faster per call here; a system with only dbus-next (python3-dbus-next) falls back to it.
 Everything else imports these names from here, never from either library.
 """
 
@@ -13,10 +13,20 @@ try:
 
     BACKEND = "dbus-fast"
 except ImportError:
-    from dbus_next import BusType, DBusError, Message, MessageType, Variant
-    from dbus_next.aio import MessageBus
-    from dbus_next.constants import NameFlag, PropertyAccess, RequestNameReply
-    from dbus_next.service import ServiceInterface, dbus_property, method, signal
+    # The same API under the older name; the type checker sees dbus-fast's types.
+    from dbus_next import BusType, DBusError, Message, MessageType, Variant  # type: ignore[assignment]
+    from dbus_next.aio import MessageBus  # type: ignore[assignment]
+    from dbus_next.constants import (  # type: ignore[assignment]
+        NameFlag,
+        PropertyAccess,
+        RequestNameReply,
+    )
+    from dbus_next.service import (  # type: ignore[assignment]
+        ServiceInterface,
+        dbus_property,
+        method,
+        signal,
+    )
 
     BACKEND = "dbus-next"
 

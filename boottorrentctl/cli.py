@@ -342,6 +342,34 @@ def _add_os_arguments(s: argparse.ArgumentParser) -> None:
                 s.add_argument(f"--{key}", help=f"{doc.doc} (method {m})")
 
 
+def _add_library_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """The commands that read or change the OS library."""
+    s = sub.add_parser("list-os", help="list the OSes in the library")
+    s.add_argument("--json", action="store_true", help="print a JSON list")
+
+    s = sub.add_parser("show-os", help="show one OS")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    _add_os_arguments(sub.add_parser(
+        "add-os", help="add an OS folder to the library (copies it, hashes it, makes its torrent)",
+        description="Add the OS in folder DIR to the library as NAME. The folder holds the OS's "
+        "files and a config.yaml saying how to boot it; when it has none, describe it with "
+        "--method and that method's options and one is written.",
+        epilog="Methods and their keys: " + "; ".join(
+            f"{m}: {', '.join(_method_keys(m)) or '-'}" for m in api.METHODS),
+    ))
+
+    s = sub.add_parser("remove-os", help="remove an OS and its torrent from the library")
+    s.add_argument("name")
+
+    s = sub.add_parser("init", help="create a seed-style project folder (Boottorrent.yaml, oss/)")
+    s.add_argument("dir")
+
+    s = sub.add_parser("import", help="load a project folder's config and OSes into the daemon")
+    s.add_argument("dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="boottorrentctl",
@@ -371,36 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("unassign", help="give a machine the menu again")
     s.add_argument("mac")
 
-    s = sub.add_parser("list-os", help="list the OSes in the library")
-    s.add_argument("--json", action="store_true", help="print a JSON list")
-
-    s = sub.add_parser("show-os", help="show one OS")
-    s.add_argument("name")
-    s.add_argument("--json", action="store_true", help="print JSON")
-
-    _add_os_arguments(sub.add_parser(
-        "add-os", help="add an OS folder to the library (copies it, hashes it, makes its torrent)",
-        description="Add the OS in folder DIR to the library as NAME. The folder holds the OS's "
-        "files and a config.yaml saying how to boot it; when it has none, describe it with "
-        "--method and that method's options and one is written.",
-        epilog="Methods and their keys: " + "; ".join(
-            f"{m}: {', '.join(_method_keys(m)) or '-'}" for m in api.METHODS),
-    ))
+    _add_library_commands(sub)
 
     s = sub.add_parser("build-client", help="build the phase-1 kernel + initrd clients boot "
                        "first (from this host's Debian packages)")
     s.add_argument("--kernel", metavar="VERSION",
                    help="kernel version from /boot (default: the newest)")
     s.add_argument("--json", action="store_true", help="print JSON")
-
-    s = sub.add_parser("remove-os", help="remove an OS and its torrent from the library")
-    s.add_argument("name")
-
-    s = sub.add_parser("init", help="create a seed-style project folder (Boottorrent.yaml, oss/)")
-    s.add_argument("dir")
-
-    s = sub.add_parser("import", help="load a project folder's config and OSes into the daemon")
-    s.add_argument("dir")
 
     # Listed here; main() hands `lab ...` to the lab's own parser, loaded only then.
     sub.add_parser("lab", add_help=False, help="boot QEMU machines over PXE from a private "

@@ -70,11 +70,12 @@ def lt_version() -> str:
 
 
 def _state(status: lt.torrent_status) -> str:
+    # A file it cannot read stops a check halfway, with the error.
+    if status.errc.value() != 0:
+        return STOPPED
     if status.state in _CHECKING_STATES:
         return CHECKING
-    if status.paused or status.errc.value() != 0:
-        return STOPPED
-    return SEEDING
+    return STOPPED if status.paused else SEEDING
 
 
 class Engine:
@@ -88,6 +89,12 @@ class Engine:
         self.session.add_extension("smart_ban")
         if settings.peer_exchange:
             self.session.add_extension("ut_pex")
+        # libtorrent leaves peers on a local network out of its rate limits, and every
+        # peer of a boot lab is on the local network: put them all in the global class
+        # that upload_rate_limit limits.
+        everyone = lt.ip_filter()
+        everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        self.session.set_peer_class_filter(everyone)
         self._handles: dict[str, lt.torrent_handle] = {}
         self._names: dict[str, str] = {}
         # Torrents being checked: resumed (and announced) once complete.
@@ -143,7 +150,7 @@ class Engine:
         for infohash in sorted(self._checking):
             handle = self._handles[infohash]
             status = handle.status()
-            if status.state in _CHECKING_STATES:
+            if _state(status) == CHECKING:
                 continue
             self._checking.discard(infohash)
             name = self._names[infohash]

@@ -82,7 +82,6 @@ class Engine:
     """One libtorrent session, seeding exactly the torrents of the last `set_torrents`."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         # Without libtorrent's default plugins (flags 0): PEX is added only when wanted.
         self.session = lt.session(session_settings(settings), 0)
         self.session.add_extension("ut_metadata")

@@ -7,7 +7,7 @@ VENV := .venv
 # Everything the daemon, its children and the tests use, from Debian's archive.
 APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	python3-aiohttp python3-pyroute2 dbus systemd util-linux iproute2 curl \
-	dnsmasq-base transmission-daemon transmission-cli opentracker aria2 ipxe \
+	dnsmasq-base transmission-daemon transmission-cli python3-libtorrent opentracker aria2 ipxe \
 	busybox-static udhcpc debootstrap systemd-container \
 	qemu-system-x86 linux-image-amd64 kexec-tools zstd cpio squashfs-tools \
 	udpcast mypy python3-rich python3-shtab

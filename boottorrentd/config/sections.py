@@ -141,7 +141,9 @@ class TransmissionSection:
         check=refuse_dht,
     )
     lpd_enabled: bool = key(
-        False, "Local peer discovery in the server's seeder (announces on the boot LAN)."
+        False,
+        "Local peer discovery in the server's seeder (announces on the boot LAN), with "
+        "either seeder.engine.",
     )
     settings: Mapping[str, Any] | None = key(
         None,
@@ -221,6 +223,16 @@ class TrackerSection:
 
 @dataclass(frozen=True)
 class SeederSection:
+    engine: str = key(
+        "transmission",
+        "The program that seeds the library to the clients. transmission: "
+        "transmission-daemon (its own keys are in the transmission section). libtorrent: "
+        "libtorrent-rasterbar (python3-libtorrent) in the daemon's own child program "
+        "boottorrentd-ltseed, which sends to a joining client at once instead of after "
+        "transmission's next 10 s rechoke. Both verify every OS before they seed it and "
+        "never write into the library.",
+        choices=("libtorrent", "transmission"),
+    )
     # Not transmission's own 51413: Debian's transmission-daemon service may hold it.
     peer_port: int = key(51420, "BitTorrent port of the server's seeder on host_ip.", **_PORT)
     upload_limit_kbps: int = key(

@@ -26,7 +26,7 @@ from boottorrentd.library.torrent import with_announce
 from boottorrentd.session import network
 from boottorrentd.session.children.dnsmasq import Dnsmasq
 from boottorrentd.session.children.tracker import Tracker
-from boottorrentd.session.children.transmission import Seeder, TorrentStats
+from boottorrentd.session.seeder import SeedEngine, TorrentStats, make_seeder
 from boottorrentd.session.supervisor import ChildSpec, ChildState, Supervisor
 from boottorrentd.util.fs import write_atomic
 
@@ -78,7 +78,7 @@ class Session:
         self.claim: network.NetworkClaim | None = None
         self.supervisor = Supervisor(runtime_dir / "children.json", self._children_changed)
         self.tracker: Tracker | None = None
-        self.seeder: Seeder | None = None
+        self.seeder: SeedEngine | None = None
         self.http: BootServer | None = None
         self.dnsmasq: Dnsmasq | None = None
         self.seeding: list[TorrentStats] = []
@@ -152,8 +152,8 @@ class Session:
             await self.supervisor.start(spec)
 
         await asyncio.to_thread(self._write_torrents, entries)
-        self.seeder = Seeder(cfg, self.dir / "transmission", self.library.oss_dir,
-                             announce_url=self.tracker.announce_url, user=user)
+        self.seeder = make_seeder(cfg, self.dir / "seeder", self.library.oss_dir,
+                                  announce_url=self.tracker.announce_url, user=user)
         await self.seeder.set_torrents(entries)
         await self.supervisor.start(self.seeder.prepare())
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from boottorrentd.config import BootSection, Config, TransmissionSection
 from boottorrentd.library.store import Library
 from boottorrentd.library.torrent import make_torrent
-from boottorrentd.session.children.transmission import Seeder
+from boottorrentd.session.children.transmission import TransmissionSeeder
 
 KIB = 1024
 
@@ -46,7 +46,8 @@ def test_the_library_makes_torrents_with_the_given_piece_length(tmp_path: Path):
 
 
 def render(cfg: Config, tmp_path: Path) -> dict:
-    seeder = Seeder(cfg, tmp_path / "transmission", tmp_path / "oss", announce_url=None)
+    seeder = TransmissionSeeder(cfg, tmp_path / "transmission", tmp_path / "oss",
+                                announce_url=None)
     return seeder._render_settings()
 
 

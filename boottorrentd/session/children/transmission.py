@@ -1,10 +1,14 @@
-"""The server's seed: transmission-daemon, driven over its RPC with transmission-rpc.
+"""The transmission engine of the seed (seeder.engine: transmission): transmission-daemon,
+driven over its RPC with transmission-rpc, behind the seam of session/seeder.py.
 
-One Seeder lives as long as the session. `prepare()` renders transmission's config folder
-(the runtime folder: settings.json, and transmission's own torrents/ and resume/) and
-returns the ChildSpec the supervisor runs; `set_torrents()` makes transmission seed
-exactly the given library entries; the supervisor's `ready`/`started` hooks bring a
-restarted transmission back to that state.
+Over 500 lines on purpose: every workaround transmission 3.00 needs (below) lives here
+and nowhere else, so that the other engine and the session need none of them.
+
+One TransmissionSeeder lives as long as the session. `prepare()` renders transmission's
+config folder (the runtime folder: settings.json, and transmission's own torrents/ and
+resume/) and returns the ChildSpec the supervisor runs; `set_torrents()` makes
+transmission seed exactly the given library entries; the supervisor's `ready`/`started`
+hooks bring a restarted transmission back to that state.
 
 What transmission 3.00 does, and what this module does about it (measured here):
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -62,6 +67,8 @@ from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import bencode, with_announce
+from boottorrentd.session import seeder
+from boottorrentd.session.seeder import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
 
@@ -115,20 +122,18 @@ class _Waiting:
     seed_busy: bool  # the seed sends to other peers of this torrent now
 
 
-class SeederUnavailable(BootTorrentError):
-    """transmission does not answer its RPC (it is starting, restarting or gone)."""
+def _ids(hashes: Iterable[str]) -> list[int | str]:
+    """Infohashes as transmission-rpc's list of torrent ids."""
+    return list(hashes)
 
 
-@dataclass(frozen=True)
-class TorrentStats:
-    infohash: str
-    name: str
-    status: str  # transmission's: stopped, check pending, checking, seeding, ...
-    percent_done: float  # 0.0 to 1.0
-    peers: int
-    uploaded_bytes: int
-    rate_upload: int  # bytes/s
-    error: str  # "" when fine
+def _get_torrents(ids: list[int | str], fields: list[str],
+                  client: transmission_rpc.Client) -> list[transmission_rpc.Torrent]:
+    return client.get_torrents(ids, arguments=fields)
+
+
+def _replace_tracker(infohash: str, replace: Any, client: transmission_rpc.Client) -> None:
+    client.change_torrent(infohash, tracker_replace=replace)
 
 
 def _free_port(host: str) -> int:
@@ -143,8 +148,8 @@ def _free_port(host: str) -> int:
     raise OSError(f"found no free port for transmission's RPC on {host}")
 
 
-class Seeder:
-    """transmission-daemon seeding the library to the boot swarm."""
+class TransmissionSeeder:
+    """transmission-daemon seeding the library to the boot swarm (a SeedEngine)."""
 
     def __init__(
         self,
@@ -294,14 +299,15 @@ class Seeder:
         with self._client_lock:
             if self._client is None:
                 if not self.rpc_port:
-                    raise RuntimeError("Seeder.prepare() has not run")
+                    raise RuntimeError("TransmissionSeeder.prepare() has not run")
                 self._client = self._connect()
             return call(self._client)
 
     async def _rpc(self, call: Callable[[transmission_rpc.Client], T]) -> T:
         # transmission-rpc blocks on HTTP: keep it off the event loop.
         try:
-            return await asyncio.to_thread(self._locked, call)
+            # run_in_executor, not to_thread: mypy 1.0 cannot match a generic `call` there.
+            return await asyncio.get_running_loop().run_in_executor(None, self._locked, call)
         except TransmissionConnectError as e:
             raise SeederUnavailable(
                 f"the seed (transmission-daemon) does not answer on {RPC_HOST}:{self.rpc_port}: "
@@ -312,7 +318,7 @@ class Seeder:
         """Return once transmission answers RPC (a fresh connection); raise if it does not
         within `timeout` seconds, or refuses the credentials."""
         if not self.rpc_port:
-            raise RuntimeError("Seeder.prepare() has not run")
+            raise RuntimeError("TransmissionSeeder.prepare() has not run")
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -371,7 +377,7 @@ class Seeder:
 
         unwanted = [h for h in present if h not in wanted and h != RECHOKE_HASH]
         if unwanted:
-            await self._rpc(lambda c: c.remove_torrent(unwanted, delete_data=False))
+            await self._rpc(lambda c: c.remove_torrent(_ids(unwanted), delete_data=False))
             for h in unwanted:
                 self._refused.pop(h, None)
                 log.info("stopped seeding %s (%s)", present[h].name, h)
@@ -398,11 +404,11 @@ class Seeder:
                 RECHOKE_TORRENT, download_dir=str(self.runtime_dir), paused=True))
         if check:
             # Stop first: a running incomplete torrent would download into the library.
-            await self._rpc(lambda c: c.stop_torrent(check))
-            await self._rpc(lambda c: c.verify_torrent(check))
+            await self._rpc(lambda c: c.stop_torrent(_ids(check)))
+            await self._rpc(lambda c: c.verify_torrent(_ids(check)))
             start += await self._wait_checked(check)
         if start:
-            await self._rpc(lambda c: c.start_torrent(start))
+            await self._rpc(lambda c: c.start_torrent(_ids(start)))
 
     async def _add(self, entry: OSEntry) -> None:
         metainfo = await asyncio.to_thread(entry.torrent_path.read_bytes)
@@ -420,9 +426,8 @@ class Seeder:
         complete: list[str] = []
         while pending:
             await asyncio.sleep(POLL_S)
-            ids = sorted(pending)
-            torrents = await self._rpc(
-                lambda c, ids=ids: c.get_torrents(ids, arguments=_FIELDS))
+            torrents = await self._rpc(functools.partial(
+                _get_torrents, _ids(sorted(pending)), [*_FIELDS, "files"]))
             seen = set()
             for t in torrents:
                 h = t.hash_string
@@ -434,20 +439,21 @@ class Seeder:
                     self._refused.pop(h, None)
                     complete.append(h)
                 else:
-                    entry = self._wanted.get(h)
-                    where = entry.path if entry else self.download_dir / t.name
-                    why = (f"the files in {where} do not match the torrent "
-                           f"({t.percent_done:.0%} verified), so it is not seeded; restore "
-                           "them, or remove the OS and add it again")
-                    if self.user and t.percent_done == 0:
-                        # Nothing readable looks like nothing matching.
-                        why += (f" (or the seed's user {self.user} cannot read them: "
-                                "the folder must be readable by it)")
+                    why = seeder.refusal(t.name, self._first_bad_file(t), t.percent_done,
+                                         user=self.user)
                     self._refused[h] = why
-                    log.error("%s: %s", t.name, why)
+                    log.error("%s", why)
             # Removed meanwhile (by a restart of transmission, say): nothing to wait for.
             pending &= seen
         return complete
+
+    def _first_bad_file(self, torrent: transmission_rpc.Torrent) -> Path:
+        """The first file of `torrent` that is not complete after a check (its folder
+        when transmission does not list files)."""
+        for f in torrent.fields.get("files") or []:
+            if f["bytesCompleted"] < f["length"]:
+                return self.download_dir / f["name"]
+        return self.download_dir / torrent.name
 
     # --- state ---------------------------------------------------------------------------
 
@@ -512,7 +518,7 @@ class Seeder:
         if not ids:
             return []
         torrents = await self._rpc(lambda c: c.get_torrents(
-            ids, arguments=["hashString", "name", "peers"]))
+            _ids(ids), arguments=["hashString", "name", "peers"]))
         waiting = []
         for t in torrents:
             peers = t.fields.get("peers") or []
@@ -575,28 +581,13 @@ class Seeder:
             # of pairs is "invalid argument"); transmission-rpc's type hint says pairs.
             replace: Any = [tracker["id"], url]
             h = t.hash_string
-            await self._rpc(lambda c, h=h, r=replace: c.change_torrent(h, tracker_replace=r))
+            await self._rpc(functools.partial(_replace_tracker, h, replace))
 
     async def wait_seeding(self, infohashes: Iterable[str], timeout: float) -> None:
         """Return once every torrent in `infohashes` is seeding at 100 %; raise
         TimeoutError after `timeout` seconds, or BootTorrentError at once for a torrent
         whose files do not match."""
-        wanted = set(infohashes)
-        deadline = time.monotonic() + timeout
-        while True:
-            stats = {s.infohash: s for s in await self.stats()}
-            for h in wanted:
-                if h in self._refused:
-                    raise BootTorrentError(self._refused[h])
-            if all(h in stats and stats[h].status == "seeding"
-                   and stats[h].percent_done >= 1.0 for h in wanted):
-                return
-            if time.monotonic() >= deadline:
-                states = {h: (f"{stats[h].status} {stats[h].percent_done:.0%} "
-                              f"{stats[h].error}".strip() if h in stats else "not added")
-                          for h in sorted(wanted)}
-                raise TimeoutError(f"not seeding after {timeout:.0f} s: {states}")
-            await asyncio.sleep(POLL_S)
+        await seeder.wait_seeding(self.stats, self._refused.get, infohashes, timeout)
 
     def close(self) -> None:
         """Drop the RPC connection (transmission itself is the supervisor's)."""

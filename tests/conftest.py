@@ -124,6 +124,6 @@ def make_os(folder: Path, *, kernel: bytes = b"kernel" * 1000, initrd: bytes = b
 @pytest.fixture
 def lan() -> Iterator[Lan]:
     """A LAN whose bridge lives in a namespace of its own: nothing on the host."""
-    net = Lan(isolated=True)
+    net = Lan()
     yield net
     net.close()

@@ -44,8 +44,8 @@ class Sampler(threading.Thread):
         while not self.stopped.wait(SAMPLE_S):
             try:
                 self.sample()
-            except CommandError:
-                return  # interrupted: the lab's namespaces are being removed
+            except (CommandError, KeyError):
+                return  # interrupted: the lab's namespaces and links are being removed
 
     def stop(self) -> list[Sample]:
         self.stopped.set()

@@ -220,7 +220,7 @@ class Bench:
             f"down, F = {human_size(size)}")
         self.lab = ShapedLan(links)
         tag = self.lab.lan.tag
-        say(f"lab tag {tag}: bridge btbr{tag}, namespaces bt-{tag}-*, "
+        say(f"lab tag {tag}: bridge btbr{tag} in namespace bt-{tag}-lan, namespaces bt-{tag}-*, "
             f"subnet {self.lab.lan.subnet}")
         self.lab.build(max(plan.counts))
         self.session = Session(self.lab, self.work, size, plan.daemon)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bench.agent import aria2_complete_time, aria2_first_piece_time, read_status
@@ -67,7 +68,7 @@ def boottorrent(runner: Runner, n: int, rep: int) -> RunResult:
     logs = runner.logs("boottorrent")
     seed_before = session.seed_uploaded()
     before = runner.counters(clients)
-    sampler = Sampler(runner.server, clients, time.time())
+    sampler = Sampler(partial(runner.lab.bridge_side_traffic, clients), time.time())
     sampler.start()
     procs = [launch(c.ns, [str(runner.script), session.server, OS_NAME, str(d / "run"),
                            str(d / "os"), settings.aria2_extra, runner.torrent_url],

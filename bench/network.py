@@ -1,14 +1,14 @@
 """The lab's network: a devkit LAN (bridge and namespaces) with every link shaped.
 
 Every link is shaped with `tc tbf` on the egress of both ends of its veth pair: the
-namespace side limits the machine's upload, the bridge side its download.
+namespace side limits the machine's upload, the bridge side its download. The bridge-side
+ends live in the LAN's namespace: they are shaped and counted there (`Lan.run`, `Lan.ip`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.bounds import Links
 from boottorrentlab.devkit.lan import Lan, Netns, sh
@@ -26,14 +26,12 @@ def iface_counters(ns: Netns) -> tuple[int, int]:
     return stats["rx"]["bytes"], stats["tx"]["bytes"]
 
 
-def peer_name(ns: Netns) -> str:
-    """The bridge-side end of the namespace's veth pair, by the link index eth0 names."""
-    link = json.loads(sh("ip", "-n", ns.name, "-j", "link", "show", "dev", ns.ifname).stdout)[0]
-    index = link["link_index"]
-    for entry in json.loads(sh("ip", "-j", "link", "show").stdout):
-        if entry["ifindex"] == index:
-            return entry["ifname"]
-    raise RuntimeError(f"no interface with index {index} for {ns.name}'s {ns.ifname}")
+def bridge_side_counters(lan: Lan) -> dict[str, tuple[int, int]]:
+    """(rx_bytes, tx_bytes) of every port of the bridge by name: one `ip` call in the LAN's
+    namespace, cheap enough for the sampler to ask every few hundred milliseconds."""
+    ports = json.loads(lan.ip("-s", "-j", "link", "show", "master", lan.bridge).stdout)
+    return {port["ifname"]: (port["stats64"]["rx"]["bytes"], port["stats64"]["tx"]["bytes"])
+            for port in ports}
 
 
 def tbf(rate: int) -> list[str]:
@@ -48,22 +46,14 @@ def tbf(rate: int) -> list[str]:
 
 @dataclass
 class Machine:
-    ns: Netns
+    ns: Netns  # ns.peer, the bridge-side veth end: its egress is this machine's download
     address: str
-    peer: str  # the bridge-side veth end (its egress is this machine's download)
     up: int
     down: int
 
     def shape(self) -> None:
         self.ns.run("tc", "qdisc", "replace", "dev", self.ns.ifname, "root", *tbf(self.up))
-        sh("tc", "qdisc", "replace", "dev", self.peer, "root", *tbf(self.down))
-
-    def sent_bytes_bridge_side(self) -> int:
-        """What this machine has sent, as its link partner counts it (a file read, cheap)."""
-        return int(Path(f"/sys/class/net/{self.peer}/statistics/rx_bytes").read_text())
-
-    def received_bytes_bridge_side(self) -> int:
-        return int(Path(f"/sys/class/net/{self.peer}/statistics/tx_bytes").read_text())
+        self.ns.lan.run("tc", "qdisc", "replace", "dev", self.ns.peer, "root", *tbf(self.down))
 
 
 @dataclass
@@ -82,7 +72,7 @@ class ShapedLan:
             # With its broadcast address: udpcast's receivers send their hello there.
             ns.run("ip", "addr", "add", f"{addr}/{self.lan.subnet.prefixlen}", "brd", "+",
                    "dev", ns.ifname)
-        machine = Machine(ns, addr, peer_name(ns), up, down)
+        machine = Machine(ns, addr, up, down)
         machine.shape()
         return machine
 
@@ -95,6 +85,14 @@ class ShapedLan:
             self.clients.append(self._machine(f"c{i}", FIRST_CLIENT_HOST + i,
                                               self.links.client_up, self.links.client_down,
                                               address=True))
+
+    def bridge_side_traffic(self, clients: list[Machine]) -> tuple[int, int]:
+        """(bytes the server sent, bytes `clients` received), as their link partners count
+        them."""
+        assert self.server is not None
+        counters = bridge_side_counters(self.lan)
+        return (counters[self.server.ns.peer][0],
+                sum(counters[c.ns.peer][1] for c in clients))
 
     def close(self) -> None:
         self.lan.close()

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from bench.agent import client_runner
@@ -245,7 +246,7 @@ class Runner:
         clients = self.lab.clients[:n]
         dirs = self.fresh_dirs(mode, n)
         before = self.counters(clients)
-        sampler = Sampler(self.server, clients, time.time())
+        sampler = Sampler(partial(self.lab.bridge_side_traffic, clients), time.time())
         sampler.start()
         extra = before_launch() if before_launch else None
         out = [self.logs(mode) / f"c{i}-r{rep}.log" for i in range(n)]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
-from bench.network import Machine
+from boottorrentlab.devkit.shell import CommandError
 
 SAMPLE_S = 0.25
 
 # (seconds since the start, bytes the server sent, bytes the clients received)
 Sample = tuple[float, int, int]
+# (bytes the server has sent, bytes the clients have received) so far
+Traffic = Callable[[], tuple[int, int]]
 
 
 def cpu_times() -> tuple[int, int]:
@@ -24,27 +27,25 @@ def cpu_times() -> tuple[int, int]:
 class Sampler(threading.Thread):
     """Samples the server's upload and the clients' total download every SAMPLE_S."""
 
-    def __init__(self, server: Machine, clients: list[Machine], t0: float) -> None:
+    def __init__(self, traffic: Traffic, t0: float) -> None:
         super().__init__(daemon=True)
-        self.server, self.clients, self.t0 = server, clients, t0
-        self.base = (server.sent_bytes_bridge_side(),
-                     sum(c.received_bytes_bridge_side() for c in clients))
+        self.traffic, self.t0 = traffic, t0
+        self.base = traffic()
         self.samples: list[Sample] = []
         self.stopped = threading.Event()
         self.cpu_base = cpu_times()
         self.cpu_busy: float | None = None
 
     def sample(self) -> None:
-        up = self.server.sent_bytes_bridge_side() - self.base[0]
-        down = sum(c.received_bytes_bridge_side() for c in self.clients) - self.base[1]
+        up, down = (now - then for now, then in zip(self.traffic(), self.base, strict=True))
         self.samples.append((round(time.time() - self.t0, 3), up, down))
 
     def run(self) -> None:
         while not self.stopped.wait(SAMPLE_S):
             try:
                 self.sample()
-            except FileNotFoundError:
-                return  # interrupted: the lab's links are being removed
+            except (CommandError, KeyError):
+                return  # interrupted: the lab's namespaces and links are being removed
 
     def stop(self) -> list[Sample]:
         self.stopped.set()

@@ -67,12 +67,14 @@ class Daemon(DaemonProcess):
                                  f"({result.returncode}): {result.stderr}")
         return result
 
-    def monitor(self, member: str) -> subprocess.Popen:
-        """busctl monitor of the Manager's signal `member` (JSON lines on stdout), returned
-        once the bus has made it a monitor: no signal sent after this is missed."""
+    def monitor(self, member: str, *matches: str) -> subprocess.Popen:
+        """busctl monitor of the Manager's signal `member` and of what `matches` (JSON lines
+        on stdout), returned once the bus has made it a monitor: nothing sent after this is
+        missed."""
         proc = subprocess.Popen(
             ["busctl", f"--address={self.bus.address}", "--match",
              f"type='signal',interface='org.boottorrent1.Manager',member='{member}'",
+             *(f"--match={match}" for match in matches),
              "monitor", "--json=short"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         assert proc.stderr is not None
@@ -124,6 +126,6 @@ def make_os(folder: Path, *, kernel: bytes = b"kernel" * 1000, initrd: bytes = b
 @pytest.fixture
 def lan() -> Iterator[Lan]:
     """A LAN whose bridge lives in a namespace of its own: nothing on the host."""
-    net = Lan(isolated=True)
+    net = Lan()
     yield net
     net.close()

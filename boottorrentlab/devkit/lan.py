@@ -4,15 +4,13 @@ Every name carries a random tag and every LAN gets its own random 10.x.y.0/24, s
 several tests (or several developers' runs) can build LANs at once without clashing.
 Only addresses inside that subnet are ever used.
 
-Where the bridge lives:
-- `Lan(isolated=True)`: in a namespace of its own (`bt-<tag>-lan`) with the bridge-side
-  ends of the veths, the taps and what runs on them (QEMU). Nothing is made on the host,
-  and deleting the namespaces removes every interface. The lab and the tests use this.
-- `Lan()`: on the host, beside the host's interfaces; the benchmark shapes and counts the
-  bridge-side ends from the host (`tc`, /sys/class/net) and needs them there.
+The bridge lives in a namespace of its own (`bt-<tag>-lan`) with the bridge-side ends of
+the veths, the taps and what runs on them (QEMU); whatever acts on them (tc, counters,
+QEMU) runs there through `Lan.run`, `Lan.ip` and `Lan.popen`. Nothing is made on the host,
+and deleting the namespaces removes every interface.
 
 Teardown ends what was started in the namespaces by PID, kills what is left in them, and
-deletes the namespaces, then the taps and the bridge when they are on the host.
+deletes the namespaces.
 """
 
 import contextlib
@@ -83,20 +81,18 @@ class Netns:
 class Lan:
     """`Lan()`, then `.add(role)` per machine and `.add_tap()` per QEMU NIC; `.close()`."""
 
-    def __init__(self, *, isolated: bool = False, tag: str | None = None) -> None:
+    def __init__(self, *, tag: str | None = None) -> None:
         self.tag = tag or secrets.token_hex(3)
         self.bridge = f"btbr{self.tag}"
         a, b = 16 + secrets.randbelow(200), secrets.randbelow(250)
         self.subnet = ipaddress.IPv4Network(f"10.{a}.{b}.0/24")
-        # The namespace of the bridge, None for the host's.
-        self.netns: str | None = f"bt-{self.tag}-lan" if isolated else None
+        self.netns = f"bt-{self.tag}-lan"  # where the bridge lives
         self.namespaces: list[Netns] = []
         self.taps: list[str] = []
         self.processes: list[subprocess.Popen] = []  # started where the bridge lives
         try:
-            if self.netns is not None:
-                sh("ip", "netns", "add", self.netns)
-                self.ip("link", "set", "lo", "up")
+            sh("ip", "netns", "add", self.netns)
+            self.ip("link", "set", "lo", "up")
             # No STP and no forwarding delay: a port forwards as soon as it is up.
             self.ip("link", "add", self.bridge, "type", "bridge", "forward_delay", "0",
                     "stp_state", "0")
@@ -110,11 +106,10 @@ class Lan:
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`ip ARGS` where the bridge lives."""
-        where = ("-n", self.netns) if self.netns is not None else ()
-        return sh("ip", *where, *args, check=check)
+        return sh("ip", "-n", self.netns, *args, check=check)
 
     def _exec(self, cmd: tuple[str, ...]) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns is not None else [*cmd]
+        return ["ip", "netns", "exec", self.netns, *cmd]
 
     def run(self, *cmd: str, check: bool = True, timeout: float = 60
             ) -> subprocess.CompletedProcess:
@@ -158,18 +153,12 @@ class Lan:
             # Anything a test left running in the namespace dies with it.
             problems.append(kill_namespace(ns.name))
         self.namespaces.clear()
-        if self.netns is not None:
-            problems.append(kill_namespace(self.netns))
-        else:
-            for link in (*self.taps, self.bridge):
-                sh("ip", "link", "del", link, check=False)
+        # The bridge and the taps go with the LAN's namespace.
+        problems.append(kill_namespace(self.netns))
         self.taps.clear()
         return [p for p in problems if p]
 
     def teardown_commands(self) -> list[str]:
         """Shell lines that remove this LAN, for one left running on purpose (lab --keep)."""
-        lines = [f"for p in $(ip netns pids {name}); do kill -9 $p; done; ip netns del {name}"
-                 for name in [ns.name for ns in self.namespaces] + [self.netns or ""] if name]
-        if self.netns is None:
-            lines += [f"ip link del {link}" for link in (*self.taps, self.bridge)]
-        return lines
+        return [f"for p in $(ip netns pids {name}); do kill -9 $p; done; ip netns del {name}"
+                for name in [ns.name for ns in self.namespaces] + [self.netns]]

@@ -29,7 +29,7 @@ class LabNetwork:
 
     def __init__(self, workdir: Path, tag: str) -> None:
         self.workdir = workdir
-        self.lan = Lan(isolated=True, tag=tag)
+        self.lan = Lan(tag=tag)
         self.ula = ipaddress.IPv6Network(
             f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}::/64")
         self.ra: subprocess.Popen | None = None

@@ -33,6 +33,8 @@ from boottorrentd.session.supervisor import ChildSpec
 
 # seeder.engine's values; the config's SeederSection lists them too.
 ENGINES = ("libtorrent", "transmission")
+# The supervised child of each engine (its journal identifier is boottorrentd-<name>).
+CHILD = {"libtorrent": "ltseed", "transmission": "transmission"}
 POLL_S = 0.25
 
 

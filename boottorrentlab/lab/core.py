@@ -45,7 +45,7 @@ class Lab:
         self.memory_mb = memory_mb
         self.tag = secrets.token_hex(3)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"boottorrent-lab-{self.tag}-"))
-        # transmission and dnsmasq drop to nobody and must read the library and TFTP root.
+        # The seed and dnsmasq drop to nobody and must read the library and TFTP root.
         self.workdir.chmod(0o755)
         self.state_dir = self.workdir / "state"
         self.out = out

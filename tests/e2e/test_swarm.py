@@ -5,6 +5,8 @@ import signal
 import time
 from pathlib import Path
 
+from boottorrentd.config.sections import SeederSection
+from boottorrentd.session.seeder import CHILD
 from boottorrentd.util.wait import wait_until
 from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
@@ -13,7 +15,7 @@ from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
 
 def _seed_pid(lab: Lab) -> int:
     children = {c["name"]: c for c in lab.status()["children"]}
-    return children["transmission"]["pid"]
+    return children[CHILD[SeederSection().engine]]["pid"]
 
 
 def _settled_seed_upload(lab: Lab, os_name: str) -> int | None:
@@ -75,7 +77,7 @@ def test_a_late_client_boots_from_its_peers_alone_after_the_seed_is_stopped(make
     lab.wait_for(lambda: vm1.stage == "seeding", BOOT_TIMEOUT, "vm1 to have the whole OS")
     assert vm1.record["progress"] == 1.0
 
-    # SIGSTOP: transmission can send nothing more, and the supervisor, which restarts
+    # SIGSTOP: the seed can send nothing more, and the supervisor, which restarts
     # children that exit, sees no exit. (The daemon has no switch to stop its seed.)
     seed = _seed_pid(lab)
     os.kill(seed, signal.SIGSTOP)

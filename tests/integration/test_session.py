@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from boottorrentd.config.sections import SeederSection
+from boottorrentd.session.seeder import CHILD
 from boottorrentd.util.wait import wait_until
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, alive, world_readable_tmpdir
@@ -21,6 +23,8 @@ pytestmark = pytest.mark.integration
 HTTP_PORT = 8080
 # hefur is not packaged in Debian, so the tracker child is opentracker.
 TRACKER = "opentracker"
+# The default seed engine's child.
+SEED = CHILD[SeederSection().engine]
 
 
 @dataclass
@@ -111,11 +115,11 @@ def test_start_claims_the_address_runs_every_child_and_stop_undoes_it(boot_lan: 
     assert status["host_ip"] == boot_lan.lan.address(1)
     assert status["http_port"] == HTTP_PORT
     children = {c["name"]: c for c in status["children"]}
-    assert set(children) == {TRACKER, "transmission", "dnsmasq"}
+    assert set(children) == {TRACKER, SEED, "dnsmasq"}
     assert all(alive(c["pid"]) and c["restarts"] == 0 for c in children.values())
     assert f"{boot_lan.lan.address(1)}/24" in boot_lan.srv.addresses()
     text = boot_lan.daemon.ctl("status").stdout
-    assert all(name in text for name in ("dnsmasq", "transmission", TRACKER))
+    assert all(name in text for name in ("dnsmasq", SEED, TRACKER))
 
     boot_lan.daemon.ctl("stop")
     assert boot_lan.status()["state"] == "stopped"
@@ -191,17 +195,17 @@ def test_two_aria2c_clients_download_an_os_from_the_seed_via_the_tracker(boot_la
 
 def test_an_os_added_during_a_session_is_seeded_without_a_restart(boot_lan: BootLan, tmp_path):
     boot_lan.daemon.ctl("start")
-    pid = boot_lan.children()["transmission"]["pid"]
+    pid = boot_lan.children()[SEED]["pid"]
     second = payload_os(world_readable_tmpdir("bt-os-") / "second", 1 << 20, b"second")
     boot_lan.daemon.ctl("add-os", "second", str(second))
     got = fetch_os(boot_lan.client(1), boot_lan.server, "second", tmp_path / "c")
     assert same_files(second, got)
-    assert boot_lan.children()["transmission"]["pid"] == pid
+    assert boot_lan.children()[SEED]["pid"] == pid
     boot_lan.daemon.ctl("remove-os", "second")
     assert (boot_lan.src / "root.img").exists()
 
 
-@pytest.mark.parametrize("child", ["dnsmasq", "transmission", TRACKER])
+@pytest.mark.parametrize("child", ["dnsmasq", SEED, TRACKER])
 def test_a_killed_child_is_restarted_and_dhcp_and_downloads_work_again(boot_lan: BootLan,
                                                                        tmp_path, child):
     boot_lan.daemon.ctl("start")
@@ -281,7 +285,7 @@ def test_a_restarted_daemon_brings_the_session_back(boot_lan: BootLan):
     boot_lan.daemon.start()
     wait_until(lambda: boot_lan.status()["state"] == "running", timeout=60,
                what="the session to come back")
-    assert set(boot_lan.children()) == {TRACKER, "transmission", "dnsmasq"}
+    assert set(boot_lan.children()) == {TRACKER, SEED, "dnsmasq"}
 
 
 def test_a_daemon_killed_mid_session_leaves_nothing_that_blocks_the_next_one(boot_lan: BootLan):

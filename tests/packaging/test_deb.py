@@ -300,7 +300,7 @@ def test_the_service_at_work(system: Container) -> None:
         assert child["pid"] in procs, f"{name} (pid {child['pid']}) is not in {UNIT}'s cgroup"
         owners[name] = _owner(box, child["pid"])
     log("children run as: " + ", ".join(f"{n}: {u}" for n, u in owners.items()))
-    assert "transmission" in children and "dnsmasq" in children, children
+    assert "ltseed" in children and "dnsmasq" in children, children
     wrong = {n: u for n, u in owners.items() if u != SYSTEM_USER}
     assert not wrong, (f"children should run as {SYSTEM_USER}, but: {wrong} "
                        "(the daemon decides the user it starts them as)")

@@ -12,7 +12,6 @@ from boottorrentd.config import BootSection, Config, SeederSection, SwarmSection
 from boottorrentd.ltseed import protocol
 from boottorrentd.ltseed.__main__ import parse_args
 from boottorrentd.session.children.libtorrent import LibtorrentSeeder
-from boottorrentd.session.children.transmission import TransmissionSeeder
 from boottorrentd.session.seeder import make_seeder, refusal
 
 
@@ -20,11 +19,11 @@ def config(**seeder: object) -> Config:
     return Config(boottorrent=BootSection(host_ip="10.0.0.1"), seeder=SeederSection(**seeder))
 
 
-def test_transmission_is_the_default_engine(tmp_path: Path):
+def test_libtorrent_is_the_default_engine(tmp_path: Path):
     seeder = make_seeder(Config(boottorrent=BootSection()), tmp_path, tmp_path / "oss",
                          announce_url=None, user=None)
 
-    assert isinstance(seeder, TransmissionSeeder)
+    assert isinstance(seeder, LibtorrentSeeder)
 
 
 def test_seeder_engine_libtorrent_makes_the_ltseed_child_as_the_given_user(tmp_path: Path):

@@ -37,7 +37,7 @@ from boottorrentd.util.privdrop import setpriv_prefix
 
 log = logging.getLogger(__name__)
 
-CHILD = "ltseed"
+CHILD = seeder.CHILD["libtorrent"]
 READY_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 10.0
 # How often set_torrents looks whether the engine's checks are done.

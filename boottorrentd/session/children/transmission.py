@@ -282,7 +282,8 @@ class TransmissionSeeder:
             os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
             os.chown(self.settings_path, entry.pw_uid, entry.pw_gid)
             argv = [*setpriv_prefix(self.user), *argv]
-        return ChildSpec(seeder.CHILD["transmission"], argv, ready=self.wait_ready, started=self.restore)
+        return ChildSpec(seeder.CHILD["transmission"], argv, ready=self.wait_ready,
+                         started=self.restore)
 
     # --- RPC plumbing ------------------------------------------------------------------
 

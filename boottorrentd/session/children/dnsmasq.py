@@ -57,6 +57,7 @@ from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError, InvalidArgument
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.programs import find_program
 
 log = logging.getLogger(__name__)
 
@@ -367,11 +368,7 @@ class Dnsmasq:
         Blocking file I/O (copies ~250 KB): from async code, run it in a thread
         (asyncio.to_thread); lease_events() copes with that.
         """
-        binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
-        if binary is None:
-            raise BootTorrentError(
-                "dnsmasq is not installed; install it with 'apt install dnsmasq-base'"
-            )
+        binary = find_program("dnsmasq", "dnsmasq-base")
         try:
             pwd.getpwnam(self.user)
         except KeyError:

@@ -148,33 +148,13 @@ class Dnsmasq:
         return "\n".join(lines) + "\n"
 
     def _dhcp_lines(self) -> list[str]:
-        cfg = self.cfg
-        net = cfg.boot_network.network
-        lines = [
+        return [
             "log-dhcp",
             f"dhcp-leasefile={self.lease_file}",
             f"dhcp-script={self.hook_path}",
             # Renewals become "old" events: the daemon sees clients that stay alive.
             "script-on-renewal",
-        ]
-        if cfg.dhcp.mode == "proxy":
-            # The site's server hands out addresses; we only answer PXE clients.
-            lines.append(f"dhcp-range={net.network_address},proxy,{net.netmask}")
-        else:
-            rng = cfg.dhcp_range
-            parts = [str(rng.start), str(rng.end)]
-            if rng.netmask is not None:
-                parts.append(str(rng.netmask))
-            if rng.lease is not None:
-                parts.append(rng.lease)
-            lines += [
-                f"dhcp-range={','.join(parts)}",
-                # dnsmasq pings every address before its first offer and answers no
-                # other DHCP client for up to 3 s meanwhile: a lab booting at once would
-                # queue behind it. The range is the admin's boot range, not a shared one.
-                "no-ping",
-            ]
-        lines += [
+            *self._range_lines(),
             # Client architecture (option 93): 7 and 9 are x86-64 UEFI, 0 or none BIOS.
             "dhcp-match=set:efi64,option:client-arch,7",
             "dhcp-match=set:efi64,option:client-arch,9",
@@ -183,11 +163,36 @@ class Dnsmasq:
             "dhcp-match=set:ipxe,175",
             # iPXE's no-pxedhcp: it stops waiting ~3 s for ProxyDHCP offers.
             "dhcp-option-force=tag:ipxe,encap:175,176,1",
+            *self._boot_lines(),
         ]
+
+    def _range_lines(self) -> list[str]:
+        cfg = self.cfg
+        if cfg.dhcp.mode == "proxy":
+            # The site's server hands out addresses; we only answer PXE clients.
+            net = cfg.boot_network.network
+            return [f"dhcp-range={net.network_address},proxy,{net.netmask}"]
+        rng = cfg.dhcp_range
+        parts = [str(rng.start), str(rng.end)]
+        if rng.netmask is not None:
+            parts.append(str(rng.netmask))
+        if rng.lease is not None:
+            parts.append(rng.lease)
+        return [
+            f"dhcp-range={','.join(parts)}",
+            # dnsmasq pings every address before its first offer and answers no
+            # other DHCP client for up to 3 s meanwhile: a lab booting at once would
+            # queue behind it. The range is the admin's boot range, not a shared one.
+            "no-ping",
+        ]
+
+    def _boot_lines(self) -> list[str]:
+        """What each kind of client boots: iPXE the script, PXE ROMs an iPXE binary."""
+        cfg = self.cfg
         # A client that runs iPXE already gets the script, not iPXE again (which would
         # loop). The explicit server address matters in proxy mode: iPXE ignores a
         # ProxyDHCP offer without one.
-        lines.append(f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}")
+        lines = [f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}"]
         efi = self.efi_loader
         if cfg.dhcp.mode == "proxy":
             # PXE ROMs learn their file from the PXE options (a boot menu of one item,

@@ -123,12 +123,23 @@ def _folder_listing(folder: Path) -> str:
     return f"{folder} holds: {shown}{more}"
 
 
+# How to fix a file key that names no file inside the OS folder.
+_FILE_FIX = "copy the file into the OS folder and give its name there"
+
+
 def _check_file(value: str, key: KeyDoc, folder: Path | None, source: str) -> str:
     """The path, normalised, after checking it names a regular file inside `folder`.
 
     Without a folder only the form of the path is checked.
     """
-    fix = "copy the file into the OS folder and give its name there"
+    path = _file_path(value, key, source)
+    if folder is not None:
+        _check_file_in(folder, path, value, key, source)
+    return str(path)
+
+
+def _file_path(value: str, key: KeyDoc, source: str) -> PurePosixPath:
+    """`value` as a path, after checking it is relative and stays inside the folder."""
     path = PurePosixPath(value)
     if not value.strip() or not path.parts:
         # "." and "./" name the folder itself, which PurePosixPath reduces to no parts.
@@ -141,17 +152,23 @@ def _check_file(value: str, key: KeyDoc, folder: Path | None, source: str) -> st
         raise ConfigError(
             source,
             key.name,
-            f"{value!r} is an absolute path; file keys name files inside the OS folder: {fix}",
+            f"{value!r} is an absolute path; file keys name files inside the OS folder: "
+            f"{_FILE_FIX}",
         )
     if ".." in path.parts:
         raise ConfigError(
             source,
             key.name,
             f"{value!r} leads out of the OS folder ('..'); the whole folder is what clients "
-            f"download: {fix}",
+            f"download: {_FILE_FIX}",
         )
-    if folder is None:
-        return str(path)
+    return path
+
+
+def _check_file_in(
+    folder: Path, path: PurePosixPath, value: str, key: KeyDoc, source: str
+) -> None:
+    """Check that `path` is a regular file in `folder`, reached through real folders only."""
     current = folder
     for depth, part in enumerate(path.parts):
         current = current / part
@@ -166,7 +183,7 @@ def _check_file(value: str, key: KeyDoc, folder: Path | None, source: str) -> st
                 source,
                 key.name,
                 f"no file {value!r} in the OS folder{did_you_mean(part, names)}; "
-                f"{_folder_listing(folder)}; {fix}, or correct the name",
+                f"{_folder_listing(folder)}; {_FILE_FIX}, or correct the name",
             ) from None
         if stat.S_ISLNK(mode):
             raise ConfigError(
@@ -184,9 +201,10 @@ def _check_file(value: str, key: KeyDoc, folder: Path | None, source: str) -> st
             )
         if not last and not stat.S_ISDIR(mode):
             raise ConfigError(
-                source, key.name, f"{value!r}: {part!r} is not a folder; {fix}, or correct the name"
+                source,
+                key.name,
+                f"{value!r}: {part!r} is not a folder; {_FILE_FIX}, or correct the name",
             )
-    return str(path)
 
 
 def _check_value(value: str, key: KeyDoc, folder: Path | None, source: str) -> str:
@@ -230,6 +248,17 @@ def _check_value(value: str, key: KeyDoc, folder: Path | None, source: str) -> s
 def _validate(
     data: object, folder: Path | None, source: str, default_dispname: str | None
 ) -> OSSpec:
+    mapping = _as_mapping(data, source)
+    method = _method_of(mapping, source)
+    _refuse_unknown_keys(mapping, method, source)
+    dispname = _dispname_of(mapping, folder, source, default_dispname)
+    fields = {
+        key.name: _field(mapping, key, method, folder, source) for key in _METHOD_KEYS[method]
+    }
+    return OSSpec(dispname, method, fields)
+
+
+def _as_mapping(data: object, source: str) -> dict:
     example = "dispname: Debian 12\nmethod: kexec\nkernel: vmlinuz\ninitrd: initrd.img"
     if data is None:
         raise ConfigError(
@@ -244,9 +273,11 @@ def _validate(
             f"expected a mapping of keys, got {describe(data)}; write one key per line, "
             f"e.g.:\n{example}",
         )
+    return data
 
-    method_key = COMMON_KEYS["method"]
-    method = _as_string(data.get("method"), method_key, source)
+
+def _method_of(data: dict, source: str) -> str:
+    method = _as_string(data.get("method"), COMMON_KEYS["method"], source)
     if method is None:
         raise ConfigError(
             source,
@@ -256,7 +287,10 @@ def _validate(
         )
     if method not in METHODS:
         raise _unknown_method(method, source)
+    return method
 
+
+def _refuse_unknown_keys(data: dict, method: str, source: str) -> None:
     keys = {**COMMON_KEYS, **method_keys(method)}
     for name in data:
         if name not in keys:
@@ -270,6 +304,10 @@ def _validate(
                 f"{', '.join(keys)}; fix the spelling or remove it",
             )
 
+
+def _dispname_of(
+    data: dict, folder: Path | None, source: str, default_dispname: str | None
+) -> str:
     dispname_key = COMMON_KEYS["dispname"]
     dispname = _as_string(data.get("dispname"), dispname_key, source)
     if dispname is None:
@@ -281,22 +319,22 @@ def _validate(
             f"missing; it is the OS's name in the client menu: "
             f"{write_eg(f'dispname: {dispname_key.example}')}",
         )
-    dispname = _check_value(dispname, dispname_key, folder, source)
+    return _check_value(dispname, dispname_key, folder, source)
 
-    fields: dict[str, str] = {}
-    for key in _METHOD_KEYS[method]:
-        value = _as_string(data.get(key.name), key, source)
-        if value is None:
-            if key.required:
-                raise ConfigError(
-                    source,
-                    key.name,
-                    f"missing; method {method} needs it: {key.doc} "
-                    f"{write_eg(f'{key.name}: {key.example}')}",
-                )
-            value = key.default or ""
-        fields[key.name] = _check_value(value, key, folder, source)
-    return OSSpec(dispname, method, fields)
+
+def _field(data: dict, key: KeyDoc, method: str, folder: Path | None, source: str) -> str:
+    """The value of the method's key `key`, checked, its default when not given."""
+    value = _as_string(data.get(key.name), key, source)
+    if value is None:
+        if key.required:
+            raise ConfigError(
+                source,
+                key.name,
+                f"missing; method {method} needs it: {key.doc} "
+                f"{write_eg(f'{key.name}: {key.example}')}",
+            )
+        value = key.default or ""
+    return _check_value(value, key, folder, source)
 
 
 def parse_os_config(

@@ -19,7 +19,8 @@ import yaml
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
 from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
-from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent, scan_payload
+from boottorrentd.library.payload import scan_payload
+from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent
 from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from pathlib import Path
 from boottorrentd.errors import Busy
 from boottorrentd.phase1.compress import compress, compression
 from boottorrentd.phase1.cpio import Archive
-from boottorrentd.phase1.host import need_tool, packages_of
+from boottorrentd.phase1.host import packages_of
 from boottorrentd.phase1.kernel import find_kernel, kernel_config
 from boottorrentd.phase1.manifest import FILES, PHASE1_DIR, Manifest, read_manifest
 from boottorrentd.phase1.modules import (
@@ -47,6 +47,7 @@ from boottorrentd.phase1.modules import (
 from boottorrentd.phase1.progress import Progress, Reporter
 from boottorrentd.phase1.userland import add_agent, add_programs, agent_dir
 from boottorrentd.util.fs import fsync_dir, write_atomic
+from boottorrentd.util.programs import find_program
 
 # What the daemon, the lab and the demo OS use, whichever module of the package has it.
 __all__ = [
@@ -130,7 +131,7 @@ def _build_into(work: Path, kernel_version: str | None, extra_modules: Sequence[
     report.step("compress", 0.0)
     compress(archive.chunks(), total, work / "initrd.img", method, report.within("compress"))
     if method == "zstd":
-        used.append(Path(need_tool("zstd", "zstd")))
+        used.append(Path(find_program("zstd", "zstd")))
     with open(work / "initrd.img", "rb") as f:
         initrd = f.read()
         os.fsync(f.fileno())

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from boottorrentd.errors import BootTorrentError, InvalidArgument
-from boottorrentd.phase1.host import need_tool
+from boottorrentd.util.programs import find_program
 
 ZSTD_LEVEL = 19
 _CHUNK = 1 << 20
@@ -57,7 +57,7 @@ def _reported(chunks: Iterable[bytes], total: int,
 def _zstd(chunks: Iterable[bytes | memoryview], out: Path) -> None:
     # zstd's multi-threaded mode gives the same bytes whatever the number of threads.
     with open(out, "wb") as sink:
-        proc = subprocess.Popen([need_tool("zstd", "zstd"), f"-{ZSTD_LEVEL}", "-T0", "-q", "-c"],
+        proc = subprocess.Popen([find_program("zstd", "zstd"), f"-{ZSTD_LEVEL}", "-T0", "-q", "-c"],
                                 stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.PIPE)
         assert proc.stdin is not None and proc.stderr is not None
         try:

@@ -1,4 +1,4 @@
-"""What this host has: the tools a build runs, and the Debian packages its files come from."""
+"""What this host has: the Debian packages a build's files come from."""
 
 from __future__ import annotations
 
@@ -9,26 +9,9 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from boottorrentd.errors import InvalidArgument
-
 
 def run(cmd: Sequence[str], **kw: object) -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), capture_output=True, check=True, **kw)  # type: ignore[call-overload]
-
-
-def need_tool(name: str, package: str) -> str:
-    """The path of the program `name`; InvalidArgument naming `package` when it is missing."""
-    path = shutil.which(name, path=_search_path())
-    if path is None:
-        raise InvalidArgument(f"{name} is not installed; install it with `apt install {package}`")
-    return path
-
-
-def _search_path() -> str:
-    # The daemon may run with a PATH without the sbin folders, where kexec lives.
-    dirs = os.environ.get("PATH", "").split(":")
-    return ":".join([*dirs, *(d for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                          "/usr/bin", "/sbin", "/bin") if d not in dirs)])
 
 
 def packages_of(paths: Iterable[Path]) -> dict[str, str]:

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1.cpio import Archive
 from boottorrentd.phase1.elf import elf_section
-from boottorrentd.phase1.host import need_tool, run
+from boottorrentd.phase1.host import run
+from boottorrentd.util.programs import find_program
 
 # Where the host keeps them.
 MODULES_ROOT = Path("/lib/modules")
@@ -114,7 +115,7 @@ def decompress_module(path: Path) -> bytes:
     if name.endswith(".gz"):
         return gzip.decompress(path.read_bytes())
     if name.endswith(".zst"):
-        return run([need_tool("zstd", "zstd"), "-d", "-c", "-q", str(path)]).stdout
+        return run([find_program("zstd", "zstd"), "-d", "-c", "-q", str(path)]).stdout
     return path.read_bytes()
 
 def modinfo(elf: bytes) -> list[tuple[str, str]]:

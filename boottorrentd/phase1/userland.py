@@ -10,8 +10,9 @@ from pathlib import Path
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1.cpio import Archive
 from boottorrentd.phase1.elf import read_elf
-from boottorrentd.phase1.host import need_tool, run
+from boottorrentd.phase1.host import run
 from boottorrentd.phase1.libraries import resolve_libraries
+from boottorrentd.util.programs import find_program
 
 # The applets the agent scripts call; the build fails if the host's busybox lacks one.
 AGENT_APPLETS = (
@@ -38,7 +39,7 @@ def agent_dir() -> Path:
 
 def add_programs(archive: Archive) -> list[Path]:
     """Put busybox, PROGRAMS and their libraries into `archive`; the host files used."""
-    busybox = need_tool("busybox", "busybox-static")
+    busybox = find_program("busybox", "busybox-static")
     if read_elf(Path(busybox)).interp is not None:
         # A dynamic busybox (Debian's "busybox" package) would need its libraries too and
         # may lack applets; the static one is the rescue tool Debian ships for this.
@@ -58,7 +59,7 @@ def add_programs(archive: Archive) -> list[Path]:
     used = [Path(busybox)]
     programs = []
     for name, package in PROGRAMS.items():
-        path = Path(need_tool(name, package))
+        path = Path(find_program(name, package))
         programs.append(path)
         # At its own path, so that PATH order and any $ORIGIN in it behave as on the host.
         archive.add_file(str(path), path.read_bytes(), executable=True)

@@ -16,7 +16,8 @@ import pytest
 
 from boottorrentd.config import Config, parse_config
 from boottorrentd.errors import InvalidArgument
-from boottorrentd.session.children.dnsmasq import IPXE_DIR, Dnsmasq, LeaseEvent
+from boottorrentd.session.children.dnsmasq import IPXE_DIR, Dnsmasq
+from boottorrentd.session.children.leases import LeaseEvent
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import world_readable_tmpdir
 from tests.lanclients import PXE_CLIENT, dhcp, in_range, mac_of, pxe, tlv, write_udhcpc_script

@@ -40,8 +40,9 @@ import pytest
 
 from boottorrentd.config import Config, parse_config
 from boottorrentd.errors import BootTorrentError, InvalidArgument
+from boottorrentd.library.bencode import bdecode
 from boottorrentd.library.store import Library, OSEntry
-from boottorrentd.library.torrent import bdecode, with_announce
+from boottorrentd.library.torrent import with_announce
 from boottorrentd.session.children import tracker as tracker_module
 from boottorrentd.session.children.tracker import Tracker, resolve_kind
 from boottorrentd.session.children.transmission import TransmissionSeeder

@@ -1,4 +1,4 @@
-"""Deterministic BitTorrent v1 metainfo: boottorrentd.library.torrent."""
+"""Deterministic BitTorrent v1 metainfo: boottorrentd.library.{bencode,payload,torrent}."""
 
 from __future__ import annotations
 
@@ -12,17 +12,9 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.errors import InvalidArgument
-from boottorrentd.library.torrent import (
-    TorrentFile,
-    TorrentInfo,
-    bdecode,
-    bencode,
-    make_torrent,
-    piece_length_for,
-    read_torrent,
-    scan_payload,
-    with_announce,
-)
+from boottorrentd.library.bencode import bdecode, bencode
+from boottorrentd.library.payload import TorrentFile, piece_length_for, scan_payload
+from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent, with_announce
 
 KIB = 1024
 MIB = 1024 * KIB

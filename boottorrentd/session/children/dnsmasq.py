@@ -2,63 +2,24 @@
 
 `Dnsmasq.prepare()` writes everything dnsmasq needs into the session's runtime folder and
 returns the ChildSpec the supervisor runs; `Dnsmasq.lease_events()` yields the DHCP lease
-changes as they happen.
-
-How lease changes reach the daemon: `--dhcp-script`. dnsmasq runs a tiny generated
-script per change (add, old, del); the script sends one datagram to a Unix socket in the
-runtime folder, which the daemon bound in `prepare()`. Why this and not the others:
-
-- Privileges: dnsmasq forks its script helper before it drops to its user, so the script
-  always runs as root, whatever `children.user` says, and reaches the root-only socket.
-  D-Bus only works as root by luck of timing (measured with 2.90): dnsmasq connects as
-  root when the bus is up at its start, but a connection made later (bus not up yet, or
-  restarted) is the dropped user's, which a root-only policy refuses; dnsmasq then runs
-  on without the name and no event arrives, with one log line to show for it.
-- Data: the script gets the request's tags and vendor class (PXE firmware or iPXE or an
-  installed OS, BIOS or UEFI); the D-Bus signals carry only address, MAC and hostname,
-  the lease file not even the client's kind.
-- Privacy and moving parts: D-Bus signals go to every local user who adds a match rule
-  (MACs, addresses, hostnames); the socket is root's. No bus name or policy, and DHCP
-  does not depend on the bus. The lease file is rewritten in place (a reader can see
-  half of it) and needs watching (no inotify in the standard library; polling adds
-  latency). The socket lives and dies with this object, beside dnsmasq's other files.
-- Semantics: dnsmasq itself says add, old and del (release or expiry), replays every
-  known lease as "old" when it starts (so a restarted dnsmasq resynchronises the
-  daemon), and with `script-on-renewal` reports renewals. The lease file only shows
-  states: a release and an expiry look alike, and a renewal is just a changed number.
-- Latency: one Python start per event (tens of milliseconds), off dnsmasq's DHCP path:
-  dnsmasq queues events while the script runs and answers clients meanwhile.
-- Failure: a datagram to a missing or full socket fails or times out within seconds;
-  the script then logs through dnsmasq (its stderr goes to dnsmasq's log) and exits.
-  It never blocks dnsmasq. Events sent while no one iterates wait in the socket's buffer
-  (net.unix.max_dgram_qlen datagrams, 10 by default; further senders wait up to
-  SEND_TIMEOUT seconds each), so start consuming before the child starts.
+changes as they happen (how they come, and why that way: leases.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ipaddress
-import json
-import logging
 import os
 import pwd
 import re
 import shutil
-import socket
-import stat
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError, InvalidArgument
+from boottorrentd.session.children.leases import LeaseEvent, LeaseSocket, hook_script
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
-
-log = logging.getLogger(__name__)
+from boottorrentd.util.programs import find_program
 
 IPXE_DIR = Path("/usr/lib/ipxe")
 BIOS_LOADER = "undionly.kpxe"
@@ -71,115 +32,9 @@ LEASE_FILE = "dnsmasq.leases"
 TFTP_DIR = "tftp"
 HOOK_NAME = "lease-event"
 SOCKET_NAME = "lease-events.sock"
-# Seconds the hook waits for room in the socket's queue before it gives up on the event.
-SEND_TIMEOUT = 5
-
-# The script dnsmasq runs per lease change. -I: no environment variables or user site
-# steer the interpreter (it runs as root); -S: only the standard library is needed, and
-# skipping site makes each start faster.
-HOOK_TEMPLATE = """\
-#!{python} -IS
-# Written by boottorrentd; dnsmasq runs it per DHCP lease change (as root). It passes
-# the change on to boottorrentd as one datagram and exits; it never waits for long.
-import json
-import os
-import socket
-import sys
-
-SOCKET = {socket!r}
-args = sys.argv[1:]
-# Other actions (tftp, arp-*, init, relay-snoop) and DHCPv6 leases are not lease events.
-if len(args) < 3 or args[0] not in ("add", "old", "del") or "DNSMASQ_IAID" in os.environ:
-    sys.exit(0)
-event = {{
-    "action": args[0],
-    "mac": args[1],
-    "ip": args[2],
-    "hostname": args[3] if len(args) > 3 and args[3] else None,
-    "tags": os.environ.get("DNSMASQ_TAGS", "").split(),
-    "vendor_class": os.environ.get("DNSMASQ_VENDOR_CLASS"),
-    "from_request": "DNSMASQ_DATA_MISSING" not in os.environ,
-}}
-with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-    sock.settimeout({timeout})
-    try:
-        sock.sendto(json.dumps(event).encode(), SOCKET)
-    except OSError as e:
-        print(f"lease event {{args[0]}} {{args[1]}} {{args[2]}} not delivered to "
-              f"boottorrentd at {{SOCKET}}: {{e}}", file=sys.stderr)
-        sys.exit(1)
-"""
-
 # dnsmasq reads its config line by line, splits values at commas and treats '#' and
 # quotes specially: paths written into it stay within these characters.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./@+=-]+")
-_MAC = re.compile(r"([0-9a-f]{2}-)?[0-9a-f]{2}(:[0-9a-f]{2})*")
-_ACTIONS = ("add", "old", "del")
-
-
-@dataclass(frozen=True)
-class LeaseEvent:
-    """One DHCP lease change, as dnsmasq reports it.
-
-    action: "add" (new lease), "old" (an existing lease: renewed, changed, or replayed
-    when dnsmasq starts) or "del" (released or expired). "old" states how a lease is, it
-    is not a change: the same "old" may come twice (dnsmasq 2.90 does at a restart).
-    mac is lower-case "aa:bb:cc:dd:ee:ff" (dnsmasq prefixes the hardware type, "06-...",
-    for non-Ethernet). hostname is the client's, if it sent one.
-
-    from_request: dnsmasq passed the data of the client's request: `tags` (dnsmasq's,
-    e.g. "ipxe", "efi64" and the interface name) and `vendor_class` (option 60). True
-    for "add"; False for renewals, releases and the replay at start, which only have
-    what the lease file holds (tags empty, vendor_class None).
-    """
-
-    action: str
-    mac: str
-    ip: str
-    hostname: str | None
-    tags: frozenset[str] = frozenset()
-    vendor_class: str | None = None
-    from_request: bool = False
-
-    @property
-    def pxe(self) -> bool | None:
-        """Whether PXE firmware or iPXE asked (both say "PXEClient" in option 60); None
-        when the event does not carry the request's data."""
-        if not self.from_request:
-            return None
-        return "ipxe" in self.tags or (self.vendor_class or "").startswith("PXEClient")
-
-
-def parse_lease_event(data: bytes) -> LeaseEvent:
-    """A LeaseEvent from one of the hook's datagrams; ValueError if it is not one."""
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"not JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise ValueError("not a JSON object")
-    action, mac, ip, hostname = (raw.get(k) for k in ("action", "mac", "ip", "hostname"))
-    tags, vendor_class = raw.get("tags", []), raw.get("vendor_class")
-    from_request = raw.get("from_request", False)
-    if action not in _ACTIONS:
-        raise ValueError(f"unknown action {action!r}")
-    if not isinstance(mac, str) or not _MAC.fullmatch(mac.lower()):
-        raise ValueError(f"bad MAC address {mac!r}")
-    try:
-        ip = str(ipaddress.IPv4Address(ip))
-    except ValueError:
-        raise ValueError(f"bad IPv4 address {ip!r}") from None
-    if hostname is not None and not isinstance(hostname, str):
-        raise ValueError(f"bad hostname {hostname!r}")
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValueError(f"bad tags {tags!r}")
-    if vendor_class is not None and not isinstance(vendor_class, str):
-        raise ValueError(f"bad vendor class {vendor_class!r}")
-    if not isinstance(from_request, bool):
-        raise ValueError(f"bad from_request {from_request!r}")
-    return LeaseEvent(
-        action, mac.lower(), ip, hostname or None, frozenset(tags), vendor_class, from_request
-    )
 
 
 class Dnsmasq:
@@ -195,7 +50,7 @@ class Dnsmasq:
 
     `user` overrides `children.user`; with neither, dnsmasq keeps the daemon's own user.
     `bus_address` is accepted for callers that pass the bus along and is not used: the
-    lease events come through the script (see the module's docstring), not D-Bus.
+    lease events come through the script (see leases.py), not D-Bus.
     """
 
     def __init__(
@@ -218,12 +73,7 @@ class Dnsmasq:
         self.user = user or cfg.children.user or pwd.getpwuid(os.geteuid()).pw_name
         self.bus_address = bus_address
         self.ipxe_dir = ipxe_dir
-        self._sock: socket.socket | None = None
-        self._sock_inode = 0
-        # The socket lease_events() waits on; only lease_events() closes it once replaced.
-        self._reading: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._leases = LeaseSocket(self.socket_path)
 
     # --- paths ---------------------------------------------------------------------------
 
@@ -298,33 +148,13 @@ class Dnsmasq:
         return "\n".join(lines) + "\n"
 
     def _dhcp_lines(self) -> list[str]:
-        cfg = self.cfg
-        net = cfg.boot_network.network
-        lines = [
+        return [
             "log-dhcp",
             f"dhcp-leasefile={self.lease_file}",
             f"dhcp-script={self.hook_path}",
             # Renewals become "old" events: the daemon sees clients that stay alive.
             "script-on-renewal",
-        ]
-        if cfg.dhcp.mode == "proxy":
-            # The site's server hands out addresses; we only answer PXE clients.
-            lines.append(f"dhcp-range={net.network_address},proxy,{net.netmask}")
-        else:
-            rng = cfg.dhcp_range
-            parts = [str(rng.start), str(rng.end)]
-            if rng.netmask is not None:
-                parts.append(str(rng.netmask))
-            if rng.lease is not None:
-                parts.append(rng.lease)
-            lines += [
-                f"dhcp-range={','.join(parts)}",
-                # dnsmasq pings every address before its first offer and answers no
-                # other DHCP client for up to 3 s meanwhile: a lab booting at once would
-                # queue behind it. The range is the admin's boot range, not a shared one.
-                "no-ping",
-            ]
-        lines += [
+            *self._range_lines(),
             # Client architecture (option 93): 7 and 9 are x86-64 UEFI, 0 or none BIOS.
             "dhcp-match=set:efi64,option:client-arch,7",
             "dhcp-match=set:efi64,option:client-arch,9",
@@ -333,11 +163,36 @@ class Dnsmasq:
             "dhcp-match=set:ipxe,175",
             # iPXE's no-pxedhcp: it stops waiting ~3 s for ProxyDHCP offers.
             "dhcp-option-force=tag:ipxe,encap:175,176,1",
+            *self._boot_lines(),
         ]
+
+    def _range_lines(self) -> list[str]:
+        cfg = self.cfg
+        if cfg.dhcp.mode == "proxy":
+            # The site's server hands out addresses; we only answer PXE clients.
+            net = cfg.boot_network.network
+            return [f"dhcp-range={net.network_address},proxy,{net.netmask}"]
+        rng = cfg.dhcp_range
+        parts = [str(rng.start), str(rng.end)]
+        if rng.netmask is not None:
+            parts.append(str(rng.netmask))
+        if rng.lease is not None:
+            parts.append(rng.lease)
+        return [
+            f"dhcp-range={','.join(parts)}",
+            # dnsmasq pings every address before its first offer and answers no
+            # other DHCP client for up to 3 s meanwhile: a lab booting at once would
+            # queue behind it. The range is the admin's boot range, not a shared one.
+            "no-ping",
+        ]
+
+    def _boot_lines(self) -> list[str]:
+        """What each kind of client boots: iPXE the script, PXE ROMs an iPXE binary."""
+        cfg = self.cfg
         # A client that runs iPXE already gets the script, not iPXE again (which would
         # loop). The explicit server address matters in proxy mode: iPXE ignores a
         # ProxyDHCP offer without one.
-        lines.append(f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}")
+        lines = [f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}"]
         efi = self.efi_loader
         if cfg.dhcp.mode == "proxy":
             # PXE ROMs learn their file from the PXE options (a boot menu of one item,
@@ -367,11 +222,7 @@ class Dnsmasq:
         Blocking file I/O (copies ~250 KB): from async code, run it in a thread
         (asyncio.to_thread); lease_events() copes with that.
         """
-        binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
-        if binary is None:
-            raise BootTorrentError(
-                "dnsmasq is not installed; install it with 'apt install dnsmasq-base'"
-            )
+        binary = find_program("dnsmasq", "dnsmasq-base")
         try:
             pwd.getpwnam(self.user)
         except KeyError:
@@ -385,17 +236,9 @@ class Dnsmasq:
         self.runtime_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.runtime_dir.chmod(0o755)
         # Also without DHCP (no events then): lease_events() works the same either way.
-        self._open_socket()
+        self._leases.open()
         if self.cfg.dnsmasq.enable_dhcp:
-            write_atomic(
-                self.hook_path,
-                HOOK_TEMPLATE.format(
-                    python=sys.executable or "/usr/bin/python3",
-                    socket=str(self.socket_path),
-                    timeout=SEND_TIMEOUT,
-                ),
-                0o755,
-            )
+            write_atomic(self.hook_path, hook_script(self.socket_path), 0o755)
         if self.cfg.dnsmasq.enable_tftp:
             self._fill_tftp_root()
         write_atomic(self.config_path, self.render_config(), 0o644)
@@ -432,110 +275,17 @@ class Dnsmasq:
 
     # --- lease events --------------------------------------------------------------------
 
-    def _open_socket(self) -> None:
-        """Bind the socket the hook sends to, unless it is bound and still in place."""
-        if self._sock is not None and self._socket_in_place():
-            return
-        path = str(self.socket_path)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # left by an earlier run; nobody receives on it any more
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind(path)
-        # Sending needs write permission on the file: only root (the hook) may.
-        os.chmod(path, 0o600)
-        self._sock_inode = os.stat(path).st_ino
-        # Replace first, then retire: a woken lease_events() must already see the new one.
-        old, self._sock = self._sock, sock
-        self._retire(old)
-
-    def _retire(self, sock: socket.socket | None) -> None:
-        """Stop using `sock`: close it now, or let lease_events() close it once it has
-        drained it when it is the socket lease_events() waits on."""
-        if sock is None:
-            return
-        if sock is self._reading and self._loop is not None and self._wakeup is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                self._loop.call_soon_threadsafe(self._wakeup.set)
-                return
-        sock.close()
-
-    def _socket_in_place(self) -> bool:
-        """Whether the socket file is still the one bound (not removed or replaced)."""
-        try:
-            st = self.socket_path.stat()
-        except FileNotFoundError:
-            return False
-        return stat.S_ISSOCK(st.st_mode) and st.st_ino == self._sock_inode
-
     def close(self) -> None:
         """Close the lease socket and remove it; a running lease_events() ends."""
-        sock, self._sock = self._sock, None
-        if sock is not None and self._socket_in_place():
-            with contextlib.suppress(FileNotFoundError):
-                self.socket_path.unlink()
-        self._retire(sock)
+        self._leases.close()
 
-    async def lease_events(self) -> AsyncIterator[LeaseEvent]:
-        """Yield every lease change dnsmasq reports, until close().
+    def lease_events(self) -> AsyncIterator[LeaseEvent]:
+        """Every lease change dnsmasq reports, until close(): LeaseSocket.events().
 
-        One consumer at a time, in its own task (`async for`): like any async generator
-        it ends when a wait on it is cancelled (e.g. asyncio.wait_for(anext(...))).
         Call prepare() first, and start iterating before the child starts, so that
         dnsmasq's replay of known leases ("old") finds room in the socket's queue.
-        After close(), the events already received are still yielded, then it ends.
-        Malformed datagrams are logged and skipped.
         """
-        if self._loop is not None:
-            raise RuntimeError("lease_events() already has a consumer")
-        if self._sock is None:
-            raise RuntimeError("call prepare() before lease_events()")
-        loop = asyncio.get_running_loop()
-        self._loop, self._wakeup = loop, asyncio.Event()
-        try:
-            while (sock := self._sock) is not None:
-                self._reading = sock
-                while sock is self._sock:
-                    for event in _drain(sock):
-                        yield event
-                    if sock is self._sock:
-                        await self._readable(loop, sock)
-                # Replaced by prepare() or closed: nothing new arrives here any more.
-                for event in _drain(sock):
-                    yield event
-                sock.close()
-        finally:
-            if self._reading is not None and self._reading is not self._sock:
-                self._reading.close()
-            self._reading = None
-            self._loop = self._wakeup = None
-
-    async def _readable(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-        """Wait until `sock` has data or _retire() wakes us."""
-        assert self._wakeup is not None
-        fd = sock.fileno()
-        loop.add_reader(fd, self._wakeup.set)
-        try:
-            await self._wakeup.wait()
-        finally:
-            loop.remove_reader(fd)
-            # _retire() changes the socket before it wakes us, and the caller looks at
-            # the socket after this: clearing here cannot lose a replacement.
-            self._wakeup.clear()
-
-
-def _drain(sock: socket.socket) -> list[LeaseEvent]:
-    """Every event waiting in `sock`, without blocking."""
-    events: list[LeaseEvent] = []
-    while True:
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return events
-        try:
-            events.append(parse_lease_event(data))
-        except ValueError as e:
-            log.warning("ignoring a malformed lease event from dnsmasq's hook: %s", e)
+        return self._leases.events()
 
 
 def _same_content(src: Path, dst: Path) -> bool:

@@ -32,7 +32,6 @@ import logging
 import math
 import pwd
 import secrets
-import shutil
 import signal
 import urllib.parse
 from collections.abc import Iterable
@@ -43,6 +42,7 @@ from boottorrentd.errors import InvalidArgument
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
 from boottorrentd.util.privdrop import setpriv_prefix
+from boottorrentd.util.programs import program_path as _binary
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,6 @@ READY_TIMEOUT_S = 10.0
 # hefur rescans its torrent folder this often (seconds): the delay before it accepts a
 # newly added OS.
 HEFUR_SCAN_INTERVAL_S = 5
-
-
-def _binary(name: str) -> str | None:
-    # The daemon's PATH under systemd may lack the sbin folders.
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 
 def resolve_kind(cfg: Config) -> str:

@@ -30,7 +30,6 @@ from boottorrentd.library.payload import (
 __all__ = [
     "TorrentFile",
     "TorrentInfo",
-    "bencode",
     "make_torrent",
     "read_torrent",
     "with_announce",

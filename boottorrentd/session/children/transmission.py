@@ -65,12 +65,14 @@ from transmission_rpc.error import TransmissionAuthError, TransmissionConnectErr
 
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
+from boottorrentd.library.bencode import bencode
 from boottorrentd.library.store import OSEntry
-from boottorrentd.library.torrent import bencode, with_announce
+from boottorrentd.library.torrent import with_announce
 from boottorrentd.session import seeder
 from boottorrentd.session.seeder import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
+from boottorrentd.util.programs import find_program
 
 log = logging.getLogger(__name__)
 
@@ -250,14 +252,7 @@ class TransmissionSeeder:
 
         Blocking (small file operations): from async code, run it in a thread if needed.
         """
-        binary = shutil.which("transmission-daemon") or shutil.which(
-            "transmission-daemon", path="/usr/bin:/usr/sbin:/bin:/sbin"
-        )
-        if binary is None:
-            raise FileNotFoundError(
-                "transmission-daemon is not installed; install it with "
-                "'apt install transmission-daemon'"
-            )
+        binary = find_program("transmission-daemon", "transmission-daemon")
         self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.runtime_dir.chmod(0o700)
         for leftover in ("torrents", "resume"):

@@ -19,39 +19,20 @@ the file.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.store import OSEntry
+from boottorrentd.session.children.libtorrent import LibtorrentSeeder
+from boottorrentd.session.children.transmission import TransmissionSeeder
+from boottorrentd.session.seeding import TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 
 # seeder.engine's values; the config's SeederSection lists them too.
 ENGINES = ("libtorrent", "transmission")
-# The supervised child of each engine (its journal identifier is boottorrentd-<name>).
-CHILD = {"libtorrent": "ltseed", "transmission": "transmission"}
-POLL_S = 0.25
-
-
-@dataclass(frozen=True)
-class TorrentStats:
-    infohash: str
-    name: str
-    status: str  # stopped, check pending, checking, seeding, ... (transmission's words)
-    percent_done: float  # 0.0 to 1.0
-    peers: int
-    uploaded_bytes: int
-    rate_upload: int  # bytes/s
-    error: str  # "" when fine
-
-
-class SeederUnavailable(BootTorrentError):
-    """The seed engine does not answer (it is starting, restarting or gone)."""
 
 
 class SeedEngine(Protocol):
@@ -94,53 +75,11 @@ def make_seeder(cfg: Config, runtime_dir: Path, download_dir: Path, *,
     from <download_dir>/<name>/. `announce_url`: the tracker, None for none. `user`:
     the engine's child runs as this user (it must be able to read the library); None
     runs it as the daemon's user."""
-    # Imported here: each engine module imports this one for TorrentStats.
     if cfg.seeder.engine == "libtorrent":
-        from boottorrentd.session.children.libtorrent import LibtorrentSeeder
-
         return LibtorrentSeeder(cfg, runtime_dir, download_dir,
                                 announce_url=announce_url, user=user)
     if cfg.seeder.engine == "transmission":
-        from boottorrentd.session.children.transmission import TransmissionSeeder
-
         return TransmissionSeeder(cfg, runtime_dir, download_dir,
                                   announce_url=announce_url, user=user)
     raise BootTorrentError(
         f"seeder.engine {cfg.seeder.engine!r} is not an engine; use one of {', '.join(ENGINES)}")
-
-
-def refusal(os_name: str, where: Path, verified: float, *, user: str | None,
-            cause: str = "") -> str:
-    """Why OS `os_name` is not seeded: `where`, its first file that does not match its
-    torrent (its folder when the engine cannot tell), `verified` of it checked good;
-    `cause`: the engine's own error, if it gave one."""
-    why = (f"OS {os_name} is not seeded: its files do not match its torrent, first "
-           f"{where} ({verified:.0%} verified{f'; {cause}' if cause else ''}); restore "
-           "them, or remove the OS and add it again")
-    if user and verified == 0:
-        # Nothing readable looks like nothing matching.
-        why += (f" (or the seed's user {user} cannot read them: the folder must be "
-                "readable by it)")
-    return why
-
-
-async def wait_seeding(stats: Callable[[], Awaitable[list[TorrentStats]]],
-                       refused: Callable[[str], str | None], infohashes: Iterable[str],
-                       timeout: float) -> None:
-    """SeedEngine.wait_seeding for an engine that gives its `stats` and its refusals
-    by infohash."""
-    wanted = set(infohashes)
-    deadline = time.monotonic() + timeout
-    while True:
-        now = {s.infohash: s for s in await stats()}
-        for h in sorted(wanted):
-            if reason := refused(h):
-                raise BootTorrentError(reason)
-        if all(h in now and now[h].status == "seeding" and now[h].percent_done >= 1.0
-               for h in wanted):
-            return
-        if time.monotonic() >= deadline:
-            states = {h: (f"{now[h].status} {now[h].percent_done:.0%} {now[h].error}".strip()
-                          if h in now else "not added") for h in sorted(wanted)}
-            raise TimeoutError(f"not seeding after {timeout:.0f} s: {states}")
-        await asyncio.sleep(POLL_S)

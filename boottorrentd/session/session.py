@@ -26,7 +26,8 @@ from boottorrentd.library.torrent import with_announce
 from boottorrentd.session import network
 from boottorrentd.session.children.dnsmasq import Dnsmasq
 from boottorrentd.session.children.tracker import Tracker
-from boottorrentd.session.seeder import SeedEngine, TorrentStats, make_seeder
+from boottorrentd.session.seeder import SeedEngine, make_seeder
+from boottorrentd.session.seeding import TorrentStats
 from boottorrentd.session.supervisor import ChildSpec, ChildState, Supervisor
 from boottorrentd.util.fs import write_atomic
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from boottorrentd.config.sections import SeederSection
-from boottorrentd.session.seeder import CHILD
+from boottorrentd.session.seeding import CHILD
 from boottorrentd.util.wait import wait_until
 from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.config.sections import SeederSection
-from boottorrentd.session.seeder import CHILD
+from boottorrentd.session.seeding import CHILD
 from boottorrentd.util.wait import wait_until
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, alive, world_readable_tmpdir

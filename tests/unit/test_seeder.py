@@ -12,7 +12,8 @@ from boottorrentd.config import BootSection, Config, SeederSection, SwarmSection
 from boottorrentd.ltseed import protocol
 from boottorrentd.ltseed.__main__ import parse_args
 from boottorrentd.session.children.libtorrent import LibtorrentSeeder
-from boottorrentd.session.seeder import make_seeder, refusal
+from boottorrentd.session.seeder import make_seeder
+from boottorrentd.session.seeding import refusal
 
 
 def config(**seeder: object) -> Config:

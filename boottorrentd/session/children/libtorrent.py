@@ -30,14 +30,14 @@ from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import with_announce
 from boottorrentd.ltseed import protocol
-from boottorrentd.session import seeder
-from boottorrentd.session.seeder import SeederUnavailable, TorrentStats
+from boottorrentd.session import seeding
+from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
 
 log = logging.getLogger(__name__)
 
-CHILD = seeder.CHILD["libtorrent"]
+CHILD = seeding.CHILD["libtorrent"]
 READY_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_S = 10.0
 # How often set_torrents looks whether the engine's checks are done.
@@ -216,7 +216,7 @@ class LibtorrentSeeder:
         states = protocol.states_from(await self._request(protocol.STATS))
         # The engine keeps a refused torrent stopped: each one it reports is refused.
         self._refused = {
-            s.infohash: seeder.refusal(s.name, self.download_dir / (s.bad_file or s.name),
+            s.infohash: seeding.refusal(s.name, self.download_dir / (s.bad_file or s.name),
                                        s.progress, user=self.user, cause=s.error)
             for s in states if s.status == protocol.STOPPED}
         return states
@@ -252,7 +252,7 @@ class LibtorrentSeeder:
         """Return once every torrent in `infohashes` is seeding at 100 %; raise
         TimeoutError after `timeout` seconds, or BootTorrentError at once for a torrent
         whose files do not match."""
-        await seeder.wait_seeding(self.stats, self._refused.get, infohashes, timeout)
+        await seeding.wait_seeding(self.stats, self._refused.get, infohashes, timeout)
 
     def close(self) -> None:
         """Drop the connection (the engine itself is the supervisor's)."""

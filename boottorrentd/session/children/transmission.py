@@ -68,8 +68,8 @@ from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.bencode import bencode
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import with_announce
-from boottorrentd.session import seeder
-from boottorrentd.session.seeder import SeederUnavailable, TorrentStats
+from boottorrentd.session import seeding
+from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
 from boottorrentd.util.programs import find_program
@@ -277,7 +277,7 @@ class TransmissionSeeder:
             os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
             os.chown(self.settings_path, entry.pw_uid, entry.pw_gid)
             argv = [*setpriv_prefix(self.user), *argv]
-        return ChildSpec(seeder.CHILD["transmission"], argv, ready=self.wait_ready,
+        return ChildSpec(seeding.CHILD["transmission"], argv, ready=self.wait_ready,
                          started=self.restore)
 
     # --- RPC plumbing ------------------------------------------------------------------
@@ -435,7 +435,7 @@ class TransmissionSeeder:
                     self._refused.pop(h, None)
                     complete.append(h)
                 else:
-                    why = seeder.refusal(t.name, self._first_bad_file(t), t.percent_done,
+                    why = seeding.refusal(t.name, self._first_bad_file(t), t.percent_done,
                                          user=self.user)
                     self._refused[h] = why
                     log.error("%s", why)
@@ -583,7 +583,7 @@ class TransmissionSeeder:
         """Return once every torrent in `infohashes` is seeding at 100 %; raise
         TimeoutError after `timeout` seconds, or BootTorrentError at once for a torrent
         whose files do not match."""
-        await seeder.wait_seeding(self.stats, self._refused.get, infohashes, timeout)
+        await seeding.wait_seeding(self.stats, self._refused.get, infohashes, timeout)
 
     def close(self) -> None:
         """Drop the RPC connection (transmission itself is the supervisor's)."""

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.config import default_config_text
+from boottorrentlab.devkit.bus import PrivateBus
 from boottorrentlab.devkit.daemon import DaemonProcess
-from tests.conftest import MINIMAL_CONFIG, ROOT, Bus
+from tests.conftest import MINIMAL_CONFIG, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def test_the_installed_programs_show_their_help(venv, program):
     assert result.stdout.startswith(f"usage: {program}")
 
 
-def test_the_installed_daemon_starts_without_the_systemd_bindings(venv, system_bus: Bus,
+def test_the_installed_daemon_starts_without_the_systemd_bindings(venv, system_bus: PrivateBus,
                                                                   tmp_path):
     assert run(venv, "python", "-c", "import systemd").returncode != 0
     config = tmp_path / "boottorrent.yaml"

@@ -20,7 +20,6 @@ import logging
 import os
 import pwd
 import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from boottorrentd.session import seeding
 from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
+from boottorrentd.util.wait import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +119,21 @@ class LibtorrentSeeder:
         """Return once the engine answers on its socket; raise TimeoutError if it does
         not within `timeout` seconds."""
         self._drop_connection()
-        deadline = time.monotonic() + timeout
-        while True:
+        last_error: list[Exception] = []
+
+        async def answer() -> dict | None:
             try:
-                version = await self._request(protocol.PING)
+                return await self._request(protocol.PING)
             except SeederUnavailable as e:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"the seed (boottorrentd-ltseed) does not answer after {timeout:.0f} "
-                        f"s: {e}") from None
-                await asyncio.sleep(0.1)
-                continue
-            log.info("the seed runs libtorrent %s", version.get("libtorrent"))
-            self._ready = True
-            return
+                last_error[:] = [e]
+                return None
+
+        version = await poll_until(
+            answer, timeout=timeout, interval=0.1,
+            what=lambda: ("the seed (boottorrentd-ltseed) does not answer: "
+                          f"{last_error[0] if last_error else 'no answer'}"))
+        log.info("the seed runs libtorrent %s", version.get("libtorrent"))
+        self._ready = True
 
     # --- the channel ----------------------------------------------------------------------
 

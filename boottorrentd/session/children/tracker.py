@@ -43,6 +43,7 @@ from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
 from boottorrentd.util.privdrop import setpriv_prefix
 from boottorrentd.util.programs import program_path as _binary
+from boottorrentd.util.wait import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -211,29 +212,30 @@ class Tracker:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        await self._wait_port(deadline)
+        await self._wait_port(timeout)
         # One file read loads every hash: asking about one of them is enough.
         await self.wait_whitelisted((self._written or [])[:1],
                                     max(0.0, deadline - loop.time()))
 
-    async def _wait_port(self, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
+    async def _wait_port(self, timeout: float) -> None:
+        last_error: list[Exception] = []
+
+        async def accepts() -> bool:
             try:
                 _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), 2.0
-                )
+                    asyncio.open_connection(self.host, self.port), 2.0)
             except (OSError, TimeoutError) as e:
-                if loop.time() >= deadline:
-                    raise TimeoutError(
-                        f"{self.kind} does not accept connections on {self.host}:{self.port} "
-                        f"({e}); see its log lines in the journal"
-                    ) from None
-                await asyncio.sleep(0.05)
-                continue
+                last_error[:] = [e]
+                return False
             writer.close()
             await writer.wait_closed()
-            return
+            return True
+
+        await poll_until(
+            accepts, timeout=timeout,
+            what=lambda: (f"{self.kind} does not accept connections on {self.host}:"
+                          f"{self.port} ({last_error[0] if last_error else 'no answer'}); "
+                          "see its log lines in the journal"))
 
     async def wait_whitelisted(self, infohashes: Iterable[str],
                                timeout: float = READY_TIMEOUT_S) -> None:
@@ -245,23 +247,18 @@ class Tracker:
         """
         if self.kind != "opentracker":
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         pending = _normalize(infohashes)
-        while pending:
-            try:
-                refused = [h for h in pending if not await self._accepts(h)]
-            except (OSError, TimeoutError):
-                refused = pending  # not answering yet: ask again
-            pending = refused
-            if not pending:
-                return
-            if loop.time() >= deadline:
-                raise TimeoutError(
-                    f"opentracker still refuses {', '.join(pending)} after {timeout:.1f} s; "
-                    f"is it in {self.whitelist_path}, and was opentracker sent SIGHUP?"
-                )
-            await asyncio.sleep(0.05)
+
+        async def accepted() -> bool:
+            # Not answering yet (OSError, TimeoutError): ask again.
+            with contextlib.suppress(OSError, TimeoutError):
+                pending[:] = [h for h in pending if not await self._accepts(h)]
+            return not pending
+
+        await poll_until(
+            accepted, timeout=timeout,
+            what=lambda: (f"opentracker still refuses {', '.join(pending)}; is it in "
+                          f"{self.whitelist_path}, and was opentracker sent SIGHUP?"))
 
     async def _accepts(self, infohash: str) -> bool:
         # Only a "started" announce meets the whitelist ("stopped" is answered for any

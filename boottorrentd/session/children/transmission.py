@@ -73,6 +73,7 @@ from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
 from boottorrentd.util.programs import find_program
+from boottorrentd.util.wait import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -315,26 +316,27 @@ class TransmissionSeeder:
         within `timeout` seconds, or refuses the credentials."""
         if not self.rpc_port:
             raise RuntimeError("TransmissionSeeder.prepare() has not run")
-        deadline = time.monotonic() + timeout
-        while True:
+        last_error: list[Exception] = []
+
+        async def connected() -> transmission_rpc.Client | None:
             try:
-                client = await asyncio.to_thread(self._connect)
+                return await asyncio.to_thread(self._connect)
             except TransmissionAuthError as e:
                 raise BootTorrentError(
                     f"transmission refused the RPC credentials in {self.settings_path} ({e}); "
                     "was the file changed? Restart the session to render it again"
                 ) from None
             except TransmissionConnectError as e:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"transmission does not answer RPC on {RPC_HOST}:{self.rpc_port} after "
-                        f"{timeout:.0f} s ({e}); see its log lines in the journal"
-                    ) from None
-                await asyncio.sleep(0.1)
-                continue
-            with self._client_lock:
-                self._client = client
-            return
+                last_error[:] = [e]
+                return None
+
+        client = await poll_until(
+            connected, timeout=timeout, interval=0.1,
+            what=lambda: (f"transmission does not answer RPC on {RPC_HOST}:{self.rpc_port} "
+                          f"({last_error[0] if last_error else 'no answer'}); see its log "
+                          "lines in the journal"))
+        with self._client_lock:
+            self._client = client
 
     # --- the seeded set ----------------------------------------------------------------
 

@@ -91,7 +91,7 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--piece-size", type=parse_size, metavar="SIZE",
                    help="experiment: the daemon makes the torrent with this piece length "
                    "(e.g. 64K; its configuration's library.piece_length) instead of its own "
-                   "choice (256K for 64M)")
+                   "choice (128K for 64M)")
     p.add_argument("--transmission-setting", action="append", default=[], type=key_value,
                    metavar="KEY=VALUE",
                    help="experiment: a settings.json key for the daemon's transmission-daemon "

@@ -301,7 +301,7 @@ class LibrarySection:
     piece_length: int | str = key(
         "auto",
         "Piece length of the torrents the library makes when an OS is added, in bytes: a "
-        "power of two. auto: the smallest power of two from 256 KiB that gives at most "
+        "power of two. auto: the smallest power of two from 128 KiB that gives at most "
         "2000 pieces, at most 16 MiB. Torrents made before keep theirs.",
         choices=("auto",),
         minimum=MIN_PIECE_LENGTH,

@@ -24,9 +24,11 @@ __all__ = ["TorrentFile", "hash_pieces", "piece_count", "piece_length_for", "sca
 
 _KIB = 1024
 _MIB = 1024 * _KIB
-# Below 256 KiB the piece list and per-piece overhead grow for no benefit; above
-# 16 MiB a single bad piece costs too much to re-fetch over a busy lab network.
-_MIN_PIECE_LENGTH = 256 * _KIB
+# More pieces spread faster: clients then rarely ask the seed for a piece another client
+# is already fetching (bench, N=16, 64 MiB: 256 KiB pieces 26.1 s and the seed sending
+# 1.63 F, 128 KiB 24.5 s and 1.45 F, 64 KiB no better). Above 16 MiB a single bad piece
+# costs too much to re-fetch over a busy lab network.
+_MIN_PIECE_LENGTH = 128 * _KIB
 _MAX_PIECE_LENGTH = 16 * _MIB
 # Keeps the .torrent (20 bytes a piece) around 40 KB, small enough for phase 1 to
 # fetch instantly, while pieces stay small enough to spread quickly between peers.
@@ -50,7 +52,7 @@ class TorrentFile:
 
 
 def piece_length_for(total_size: int) -> int:
-    """The smallest power of two >= 256 KiB giving at most 2000 pieces, capped at 16 MiB."""
+    """The smallest power of two >= 128 KiB giving at most 2000 pieces, capped at 16 MiB."""
     if total_size < 0:
         raise ValueError(f"total size must not be negative, got {total_size}")
     length = _MIN_PIECE_LENGTH

@@ -28,7 +28,7 @@ def test_make_torrent_uses_a_given_piece_length(tmp_path: Path):
     _, auto = make_torrent(src, "os")
     _, fixed = make_torrent(src, "os", piece_length=16 * KIB)
 
-    assert auto.piece_length == 256 * KIB
+    assert auto.piece_length == 128 * KIB
     assert fixed.piece_length == 16 * KIB
     assert fixed.infohash != auto.infohash
 

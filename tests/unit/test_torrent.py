@@ -20,7 +20,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 
-# Sizes chosen so that 256 KiB piece boundaries fall inside files, several small files
+# Sizes chosen so that 128 KiB piece boundaries fall inside files, several small files
 # share one piece, and one file is empty. Listed in the order the payload must have:
 # sorted by UTF-8 bytes of the path components, whatever order they are created in.
 PAYLOAD: list[tuple[tuple[str, ...], int]] = [
@@ -287,7 +287,7 @@ def test_pieces_span_file_boundaries_like_an_independent_computation(payload: Pa
     metainfo, info = make_torrent(payload, "debian12")
     raw = info_dict(metainfo)
     piece_length = raw[b"piece length"]
-    assert piece_length == info.piece_length == 256 * KIB
+    assert piece_length == info.piece_length == 128 * KIB
 
     stream = b"".join(payload.joinpath(*path).read_bytes() for path, _ in PAYLOAD)
     assert len(stream) == info.total_size == sum(size for _, size in PAYLOAD)
@@ -296,7 +296,7 @@ def test_pieces_span_file_boundaries_like_an_independent_computation(payload: Pa
         for start in range(0, len(stream), piece_length)
     )
     assert raw[b"pieces"] == expected
-    assert len(expected) // 20 == 5  # the last piece is short
+    assert len(expected) // 20 == 9  # the last piece is short
 
     # The test data really does put piece boundaries inside files.
     ends = {sum(size for _, size in PAYLOAD[: i + 1]) for i in range(len(PAYLOAD))}
@@ -309,11 +309,11 @@ def test_progress_increases_after_each_piece_and_ends_at_total(payload: Path) ->
         payload, "debian12", progress=lambda done, total: calls.append((done, total))
     )
     total = info.total_size
-    assert len(calls) == 5
+    assert len(calls) == 9
     assert {t for _, t in calls} == {total}
     done = [d for d, _ in calls]
     assert done == sorted(done) and len(set(done)) == len(done)
-    assert done[:-1] == [256 * KIB * n for n in range(1, 5)]
+    assert done[:-1] == [128 * KIB * n for n in range(1, 9)]
     assert calls[-1] == (total, total)
 
 
@@ -352,11 +352,11 @@ def test_an_exception_from_progress_cancels_hashing(payload: Path) -> None:
 @pytest.mark.parametrize(
     ("total", "expected"),
     [
-        (0, 256 * KIB),
-        (1, 256 * KIB),
-        (1 * MIB, 256 * KIB),
-        (2000 * 256 * KIB, 256 * KIB),
-        (2000 * 256 * KIB + 1, 512 * KIB),
+        (0, 128 * KIB),
+        (1, 128 * KIB),
+        (1 * MIB, 128 * KIB),
+        (2000 * 128 * KIB, 128 * KIB),
+        (2000 * 128 * KIB + 1, 256 * KIB),
         (1 * GIB, 1 * MIB),
         (4 * GIB, 4 * MIB),
         (2000 * 16 * MIB, 16 * MIB),
@@ -370,11 +370,11 @@ def test_piece_length_depends_on_total_size_only_and_obeys_the_rules(
     length = piece_length_for(total)
     assert length == expected
     assert length & (length - 1) == 0
-    assert 256 * KIB <= length <= 16 * MIB
+    assert 128 * KIB <= length <= 16 * MIB
     pieces = -(-total // length)
     if length < 16 * MIB:
         assert pieces <= 2000
-    if length > 256 * KIB:
+    if length > 128 * KIB:
         assert -(-total // (length // 2)) > 2000  # the smallest that fits
 
 

@@ -56,9 +56,10 @@ def _add_lab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client-down", type=parse_rate, help="client downlink d (default --rate)")
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per mode; the figures are medians over them (default 1)")
-    p.add_argument("--modes", default=",".join(MODES),
+    p.add_argument("--modes", default="boottorrent,unicast,multicast",
                    help="comma-separated, in order (default boottorrent,unicast,multicast; "
-                   "multicast is skipped when udpcast is not installed)")
+                   "multicast is skipped when udpcast is not installed); the experiment "
+                   "lt-client runs the clients on libtorrent instead of the agent's aria2c")
     p.add_argument("--scaling", metavar="N,N,...",
                    help="a scaling run: every mode for each of these client counts, e.g. "
                    "1,2,4,8,16; --plot then draws T_all per N")
@@ -101,6 +102,9 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aria2-extra", default="", metavar="OPTIONS",
                    help="experiments only: aria2c options appended to the daemon's "
                    "(BT_ARIA2_OPTS), e.g. '--bt-max-peers=80'")
+    p.add_argument("--lt-slots", type=int, default=8,
+                   help="experiment: unchoke slots of each lt-client client (default 8; "
+                   "aria2c has 3 plus 1 optimistic)")
     p.add_argument("--web-seed", action="store_true",
                    help="experiment: clients get the daemon's torrent with a BEP 19 url-list "
                    "to the bench file server's copy of the library (same infohash)")
@@ -146,7 +150,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise SystemExit("--clients, --scaling and --repeat need whole numbers >= 1")
     settings = RunSettings(size=args.size, settle=args.settle, verify=args.verify,
                            same_session=args.same_session, aria2_extra=args.aria2_extra,
-                           web_seed=args.web_seed)
+                           web_seed=args.web_seed, lt_slots=args.lt_slots)
     daemon = DaemonOptions(overrides=tuple(args.set), piece_length=args.piece_size,
                            transmission_settings=dict(args.transmission_setting))
     return Plan(links, modes, counts, args.repeat, settings, daemon)
@@ -289,6 +293,7 @@ def parameters(args: argparse.Namespace, plan: Plan, bench: Bench, boot_env: str
         "aria2_options": _boot_env_value(boot_env, "BT_ARIA2_OPTS"),
         "aria2_extra": args.aria2_extra,
         "web_seed": args.web_seed,
+        "lt_slots": args.lt_slots,
         "piece_size_override": args.piece_size,
         "transmission_settings": plan.daemon.transmission_settings,
         "seed_time_s": _boot_env_value(boot_env, "BT_SEED_TIME"),

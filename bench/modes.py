@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -93,6 +94,43 @@ def boottorrent(runner: Runner, n: int, rep: int) -> RunResult:
     return runner.verify(result, [d / "os" / OS_NAME / PAYLOAD for d in dirs])
 
 
+def lt_client(runner: Runner, n: int, rep: int) -> RunResult:
+    """Experiment: the clients download with libtorrent (bench/ltclient.py), not aria2c."""
+    _fresh_session(runner)
+    session = runner.session
+    clients = runner.lab.clients[:n]
+    dirs = runner.fresh_dirs("lt-client", n)
+    logs = runner.logs("lt-client")
+    seed_before = session.seed_uploaded()
+    before = runner.counters(clients)
+    sampler = Sampler(partial(runner.lab.bridge_side_traffic, clients), time.time())
+    sampler.start()
+    url = f"http://{session.server}/torrents/{OS_NAME}.torrent"
+    procs = [launch(c.ns, [sys.executable, "-m", "bench.ltclient", url, str(d), c.address,
+                           str(runner.settings.lt_slots)], logs / f"c{i}-r{rep}.log")
+             for i, (c, d) in enumerate(zip(clients, dirs, strict=True))]
+
+    def done(i: int) -> float | None:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return float((dirs[i] / "complete").read_text())
+        return None
+
+    def failed(i: int) -> str | None:
+        if procs[i].poll() is not None:
+            return f"exited with status {procs[i].returncode} before completing"
+        return None
+
+    timeout = 60 + 10 * kumar_ross_bound(runner.settings.size, n, runner.lab.links)
+    try:
+        outcome = runner.wait(f"lt-client N={n} #{rep + 1}", n, timeout, done, failed, sampler)
+        result = runner.result("lt-client", rep, clients, before, outcome, sampler,
+                               session.seed_uploaded() - seed_before)
+    finally:
+        for p in procs:
+            kill_group(p)
+    return runner.verify(result, [d / OS_NAME / PAYLOAD for d in dirs])
+
+
 def unicast(runner: Runner, n: int, rep: int) -> RunResult:
     url = runner.files_url(f"files/{OS_NAME}/{PAYLOAD}")
     timeout = 60 + 3 * unicast_bound(runner.settings.size, n, runner.lab.links)
@@ -124,4 +162,5 @@ def multicast(runner: Runner, n: int, rep: int) -> RunResult:
 
 MODES: dict[str, Callable[[Runner, int, int], RunResult]] = {
     "boottorrent": boottorrent, "unicast": unicast, "multicast": multicast,
+    "lt-client": lt_client,
 }

@@ -68,6 +68,7 @@ class RunSettings:
     same_session: bool = False
     aria2_extra: str = ""
     web_seed: bool = False
+    lt_slots: int = 8
 
 
 class Progress:

@@ -40,7 +40,7 @@ test: deps
 demo: deps
 	$(VENV)/bin/python -m boottorrentlab.lab
 
-# The swarm benchmark's figures in README.md (about 50 minutes; the machine should be idle).
+# The swarm benchmark's figures in README.md (about 55 minutes; the machine should be idle).
 bench: deps
 	$(VENV)/bin/python -m bench.swarm --repeat 3 \
 		--json bench/results/swarm-n16.json --plot bench/results/swarm-n16.png
@@ -48,6 +48,8 @@ bench: deps
 		--json bench/results/scaling.json --plot bench/results/scaling.png
 	$(VENV)/bin/python -m bench.swarm --scaling 1,2,4 --repeat 3 --modes boottorrent,unicast \
 		--json bench/results/small-swarms.json
+	$(VENV)/bin/python -m bench.swarm --clients 64 --rate 10mbit --modes boottorrent,multicast \
+		--json bench/results/swarm-n64-10mbit.json
 
 lint: deps
 	$(VENV)/bin/ruff check .

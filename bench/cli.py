@@ -213,9 +213,10 @@ class Bench:
 
     def setup(self) -> Runner:
         plan, links, size = self.plan, self.plan.links, self.plan.settings.size
-        # The clients' copies live in RAM, as in phase-1 (a tmpfs per machine there).
+        # The clients' copies live in RAM, as in phase-1 (a tmpfs per machine there), with
+        # aria2c's logs: at N=64 each logs some 30 MiB of peer messages.
         (self.work / "data").mkdir()
-        tmpfs = max(plan.counts) * size * 11 // 10 + (64 << 20)
+        tmpfs = max(plan.counts) * (size * 11 // 10 + (64 << 20)) + (64 << 20)
         sh("mount", "-t", "tmpfs", "-o", f"size={tmpfs},mode=0755", "bt-bench",
            str(self.work / "data"))
         self.mounted = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.bounds import Links
 from boottorrentlab.devkit.lan import Lan, Netns, sh
@@ -17,6 +18,33 @@ SERVER_HOST = 1
 FIRST_CLIENT_HOST = 10
 # Queue of each shaped link: what a switch port buffers, in milliseconds at line rate.
 QUEUE_MS = 50
+
+
+# The kernel's ARP table is one for every namespace, 1024 entries by default: N clients
+# that all talk to each other need about N * N, and beyond the limit packets are dropped
+# ("No buffer space available"), which at N=64 starved half the swarm. A real lab has a
+# kernel per machine; the benchmark sizes the host's table for the run and restores it.
+_NEIGH = Path("/proc/sys/net/ipv4/neigh/default")
+
+
+@dataclass
+class ArpTable:
+    saved: dict[str, str] = field(default_factory=dict)
+
+    def size_for(self, machines: int) -> None:
+        needed = 2 * machines * machines + 1024
+        current = int((_NEIGH / "gc_thresh3").read_text())
+        if current >= needed:
+            return
+        for name, value in (("gc_thresh3", needed), ("gc_thresh2", needed // 2)):
+            self.saved.setdefault(name, (_NEIGH / name).read_text().strip())
+            (_NEIGH / name).write_text(str(value))
+
+    def restore(self) -> None:
+        # gc_thresh2 must stay below gc_thresh3: lower it first.
+        for name in ("gc_thresh2", "gc_thresh3"):
+            if name in self.saved:
+                (_NEIGH / name).write_text(self.saved.pop(name))
 
 
 def iface_counters(ns: Netns) -> tuple[int, int]:
@@ -64,6 +92,7 @@ class ShapedLan:
     lan: Lan = field(default_factory=Lan)
     server: Machine | None = None
     clients: list[Machine] = field(default_factory=list)
+    arp: ArpTable = field(default_factory=ArpTable)
 
     def _machine(self, role: str, host: int, up: int, down: int, address: bool) -> Machine:
         ns = self.lan.add(role)
@@ -77,6 +106,7 @@ class ShapedLan:
         return machine
 
     def build(self, clients: int) -> None:
+        self.arp.size_for(clients + 1)
         # The daemon puts host_ip on the server's eth0 itself when the session starts.
         self.server = self._machine("srv", SERVER_HOST, self.links.server_up,
                                     self.links.server_down, address=False)
@@ -96,3 +126,4 @@ class ShapedLan:
 
     def close(self) -> None:
         self.lan.close()
+        self.arp.restore()

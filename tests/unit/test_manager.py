@@ -22,6 +22,7 @@ class FakeSession:
     fail: BaseException | None = None
     gate: asyncio.Event | None = None
     degraded: bool = False
+    reason: str = ""
     running: bool = False
     stops: list[bool] = field(default_factory=list)
 

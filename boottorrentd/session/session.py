@@ -88,7 +88,7 @@ class Session:
         self.http: BootServer | None = None
         self.dnsmasq: Dnsmasq | None = None
         self.seeding: list[TorrentStats] = []
-        self.dhcp = dhcpprobe.DhcpDecision(config.dhcp.mode)
+        self.dhcp: dhcpprobe.DhcpDecision | None = None  # decided at start
         self.dhcp_watch = dhcpprobe.Watch()
         self.started_at = 0.0
         self._tasks: list[asyncio.Task] = []
@@ -106,7 +106,8 @@ class Session:
         there is nothing to explain."""
         down = [f"child {c.spec.name}: {c.state}" for c in self.supervisor.children.values()
                 if c.state != ChildState.RUNNING]
-        return "; ".join(r for r in (self.dhcp_watch.reason, *down, self.dhcp.reason) if r)
+        dhcp = self.dhcp.reason if self.dhcp else ""
+        return "; ".join(r for r in (self.dhcp_watch.reason, *down, dhcp) if r)
 
     def children(self) -> list[ChildStatus]:
         return [ChildStatus(c.spec.name, c.state, c.pid, c.uptime, c.restarts)
@@ -161,7 +162,7 @@ class Session:
         user = children_user(cfg)
         probe_mac = dhcpprobe.host_probe_mac(cfg.dnsmasq.interface)
         # Before any child: with full DHCP beside another server, nothing may start.
-        self.dhcp = await self._choose_dhcp(probe_mac)
+        self.dhcp = dhcp = await self._choose_dhcp(probe_mac)
 
         self.tracker = Tracker(cfg, self.dir / "tracker", user=user)
         entries = list(self.library.entries.values())
@@ -184,12 +185,12 @@ class Session:
         )
         await self.http.start()
 
-        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", dhcp_mode=self.dhcp.mode,
+        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", dhcp_mode=dhcp.mode,
                                ignore_mac=dhcpprobe.format_mac(probe_mac), user=user)
         dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
-        if self._probes():
+        if dhcp.mode == "full" and self._probes():
             self._tasks.append(asyncio.create_task(self._watch_dhcp(probe_mac),
                                                    name="dhcp-watch"))
 
@@ -214,7 +215,7 @@ class Session:
         decision = dhcpprobe.decide(cfg.dhcp.mode, await self._probe(probe_mac),
                                     cfg.dnsmasq.interface)
         if decision.reason:
-            log.warning("%s", decision.reason)
+            log.info("%s", decision.reason)
         return decision
 
     async def _watch_dhcp(self, probe_mac: bytes) -> None:
@@ -225,8 +226,8 @@ class Session:
             await asyncio.sleep(cfg.dhcp.watch_seconds)
             try:
                 seen = await self._probe(probe_mac)
-            except BootTorrentError as e:
-                log.warning("%s", e)
+            except (BootTorrentError, OSError) as e:
+                log.warning("could not look for other DHCP servers: %s", e)
                 continue
             if not self.dhcp_watch.update(seen):
                 continue

@@ -81,7 +81,7 @@ def test_auto_beside_a_site_server_serves_proxy_dhcp_to_pxe_clients_only(
         lan: Lan, srv: Netns, daemon_dirs: Daemon, tmp_path: Path):
     site = Site(lan, ping=False)  # the PXE client below listens 1.5 s, as firmware does
     site.start()
-    start_daemon(daemon_dirs, srv, lan, "  mode: auto\n  probe_seconds: 1\n")
+    start_daemon(daemon_dirs, srv, lan, "  mode: auto\n  probe_seconds: 1\n  watch_seconds: 1\n")
     host = lan.address(1)
 
     daemon_dirs.ctl("start")
@@ -106,6 +106,8 @@ def test_auto_beside_a_site_server_serves_proxy_dhcp_to_pxe_clients_only(
     # A machine that is no PXE client hears from the site only.
     plain = lan.add("plain")
     assert [offer["from"] for offer in pxe(plain, PLAIN_CLIENT, "discover")] == [site.ip]
+    # proxyDHCP is meant to run beside the site's server: no watch, never degraded.
+    assert status(daemon_dirs)["state"] == "running"
 
 
 def test_auto_on_an_empty_lan_serves_full_dhcp(lan: Lan, srv: Netns, daemon_dirs: Daemon,

@@ -152,8 +152,11 @@ def servers(offers: Iterable[Offer], *, own: IPv4Address) -> list[IPv4Address]:
 
 
 def describe(others: list[IPv4Address]) -> str:
+    """'the DHCP server at A answers', or 'the DHCP servers at A, B answer'."""
     names = ", ".join(str(s) for s in others)
-    return f"the DHCP server{'s' if len(others) > 1 else ''} at {names}"
+    if len(others) > 1:
+        return f"the DHCP servers at {names} answer"
+    return f"the DHCP server at {names} answers"
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,9 @@ def decide(configured: str, others: list[IPv4Address], interface: str) -> DhcpDe
         return DhcpDecision("full")
     if configured == "auto":
         return DhcpDecision(
-            "proxy", f"proxyDHCP beside {describe(others)}, which answers on {interface} "
-                     "(dhcp.mode auto)")
+            "proxy", f"proxyDHCP, as {describe(others)} on {interface} (dhcp.mode auto)")
     raise DhcpConflict(
-        f"{describe(others)} already answers DHCP on {interface}: a second server would "
+        f"{describe(others)} DHCP on {interface} already: a second server would "
         "hand out addresses to every machine on that network. Set dhcp.mode: proxy (or "
         "auto) to boot clients beside it, or move the boot network to an interface of its "
         "own (dnsmasq.interface)")
@@ -209,7 +211,7 @@ class Watch:
     def reason(self) -> str:
         if not self.present:
             return ""
-        return (f"{describe(self.present)} also answers DHCP on the boot network; clients may "
+        return (f"{describe(self.present)} DHCP on the boot network too; clients may "
                 "get their address from either. Stop that server, or set dhcp.mode: auto or "
                 "proxy and restart the session")
 

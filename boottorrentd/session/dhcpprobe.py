@@ -174,7 +174,7 @@ def decide(configured: str, others: list[IPv4Address], interface: str) -> DhcpDe
         return DhcpDecision("full")
     if configured == "auto":
         return DhcpDecision(
-            "proxy", f"proxyDHCP, as {describe(others)} on {interface} (dhcp.mode auto)")
+            "proxy", f"proxyDHCP with dhcp.mode auto: {describe(others)} on {interface}")
     raise DhcpConflict(
         f"{describe(others)} DHCP on {interface} already: a second server would "
         "hand out addresses to every machine on that network. Set dhcp.mode: proxy (or "

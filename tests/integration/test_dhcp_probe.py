@@ -89,6 +89,8 @@ def test_auto_beside_a_site_server_serves_proxy_dhcp_to_pxe_clients_only(
     now = status(daemon_dirs)
     assert now["state"] == "running"
     assert "proxyDHCP" in now["reason"] and site.ip in now["reason"], now
+    said = daemon_dirs.ctl("status").stdout.splitlines()[0]
+    assert said.endswith(f"running ({now['reason']})"), said
     cli = lan.add("cli")
     # A BIOS PXE ROM: an address from the site, the PXE boot menu from us.
     offers = {offer["from"]: offer for offer in pxe(cli, 0, "discover")}

@@ -285,7 +285,16 @@ class DhcpProbe:
                     break
                 # Debian 12's typeshed calls the result bytes; it is (data, address).
                 data, sender = cast(tuple[bytes, tuple[str, int]], received)
-                offer = parse_offer(data, sender[0], xid=xid, mac=self.mac)
-                if offer is not None and offer not in offers:
-                    offers.append(offer)
-        return offers
+                self._take(offers, data, sender[0], xid)
+        # What came in time but found the event loop busy counts too.
+        while True:
+            try:
+                late, (late_sender, _) = sock.recvfrom(4096)
+            except BlockingIOError:
+                return offers
+            self._take(offers, late, late_sender, xid)
+
+    def _take(self, offers: list[Offer], data: bytes, sender: str, xid: int) -> None:
+        offer = parse_offer(data, sender, xid=xid, mac=self.mac)
+        if offer is not None and offer not in offers:
+            offers.append(offer)

@@ -105,7 +105,9 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
 async def cmd_start(client: Client, args: argparse.Namespace) -> int:
     await client.call("StartSession")
     props = await client.properties(api.MANAGER_PATH, api.MANAGER_IFACE)
-    print(f"Boot session {props['State']} on {props['Interface']} ({props['HostAddress']}).")
+    reason = f": {props['StateReason']}" if props["StateReason"] else ""
+    print(f"Boot session {props['State']} on {props['Interface']} ({props['HostAddress']})"
+          f"{reason}.")
     return 0
 
 

@@ -154,10 +154,11 @@ def _start_watchdog() -> asyncio.Task | None:
 
 
 def _status(manager: Manager) -> str:
+    reason = f": {manager.state_reason}" if manager.state_reason else ""
     if manager.state in ("running", "degraded"):
         return (f"Session {manager.state} on {manager.config.dnsmasq.interface} "
-                f"({manager.config.boot_network}); {len(manager.library.entries)} OS(es)")
-    reason = f": {manager.state_reason}" if manager.state_reason else ""
+                f"({manager.config.boot_network}){reason}; {len(manager.library.entries)} "
+                "OS(es)")
     return f"Session {manager.state}{reason}; {len(manager.library.entries)} OS(es)"
 
 

@@ -53,7 +53,7 @@ class Manager:
         self.session: Session | None = None
         self._new_session = session_factory
         self._state = SessionState.STOPPED
-        self.state_reason = ""
+        self._reason = ""
         self._lifecycle = asyncio.Lock()
         self.on_os_added: list[Callable[[OSEntry], None]] = []
         self.on_os_removed: list[Callable[[str], None]] = []
@@ -74,8 +74,16 @@ class Manager:
             return SessionState.DEGRADED
         return self._state
 
+    @property
+    def state_reason(self) -> str:
+        """Why the session failed; while it runs, what the session says about itself
+        (proxyDHCP beside another server, another DHCP server seen, a child down)."""
+        if self._state == SessionState.RUNNING and self.session is not None:
+            return self.session.reason
+        return self._reason
+
     def _set_state(self, state: SessionState, reason: str = "") -> None:
-        self._state, self.state_reason = state, reason
+        self._state, self._reason = state, reason
         self._state_changed()
 
     def _state_changed(self) -> None:

@@ -92,7 +92,7 @@ class DnsmasqSection:
         "Addresses handed to clients, in dnsmasq's form start,end[,netmask][,lease]; the "
         "lease is seconds, a number with s/m/h/d/w, or infinite. The addresses must lie "
         "in host_ip's subnet. With dhcp.mode proxy this only names the subnet (a single "
-        "address is enough).",
+        "address is enough); dhcp.mode auto needs a full range, as it may serve full DHCP.",
         check=check_dhcp_range,
     )
     enable_tftp: bool = key(
@@ -194,11 +194,34 @@ class NetworkSection:
 @dataclass(frozen=True)
 class DhcpSection:
     mode: str = key(
-        "full",
-        "full: dnsmasq hands out addresses from dnsmasq.dhcp_range. proxy: proxyDHCP beside "
-        "an existing DHCP server, which keeps handing out the addresses; dhcp_range then "
-        "only names the subnet.",
-        choices=("full", "proxy"),
+        "auto",
+        "auto: before it starts, the session looks for another DHCP server on the boot "
+        "interface (one DHCPDISCOVER, no lease taken); with none it serves full DHCP, beside "
+        "one it serves proxyDHCP, and the session's status names that server. full: dnsmasq "
+        "hands out addresses from dnsmasq.dhcp_range; the session refuses to start when "
+        "another DHCP server answers. proxy: proxyDHCP beside an existing DHCP server, which "
+        "keeps handing out the addresses (dhcp_range then only names the subnet); no probe. "
+        "While it serves full DHCP, the session keeps probing and turns degraded when "
+        "another server appears.",
+        choices=("auto", "full", "proxy"),
+    )
+    probe_seconds: int = key(
+        4,
+        "How long a probe for other DHCP servers listens for their offers. Servers may "
+        "first ping the address they offer (dnsmasq for 3 s, ISC dhcpd for 1 s), so a "
+        "shorter time can miss them; every session start in mode auto or full waits this "
+        "long.",
+        minimum=1,
+        maximum=60,
+        unit="seconds",
+    )
+    watch_seconds: int = key(
+        15,
+        "While the session serves full DHCP, seconds between two probes for other DHCP "
+        "servers. A server seen makes the session degraded; it counts as gone after two "
+        "probes without it.",
+        minimum=1,
+        unit="seconds",
     )
 
 

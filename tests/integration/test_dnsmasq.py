@@ -99,7 +99,7 @@ def start(ns: Netns, dns: Dnsmasq) -> Server:
 @pytest.mark.parametrize("tftp", [True, False], ids=["tftp", "no-tftp"])
 def test_rendered_config_passes_dnsmasq_test_and_keeps_everything_in_runtime_dir(
         lan: Lan, runtime: Path, mode: str, tftp: bool):
-    dns = Dnsmasq(make_config(lan, mode=mode, tftp=tftp), runtime)
+    dns = Dnsmasq(make_config(lan, mode=mode, tftp=tftp), runtime, dhcp_mode=mode)
     spec = dns.prepare()
     result = subprocess.run([*spec.argv, "--test"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -218,7 +218,7 @@ def test_proxy_dhcp_leaves_the_address_to_the_site_server_and_gives_pxe_the_boot
         "--port=0", "--interface=eth0", "--bind-interfaces", "--no-ping", "--pid-file=",
         f"--dhcp-range={first},{last},1h", f"--dhcp-leasefile={runtime.parent}/site.leases",
     ])
-    dns = Dnsmasq(make_config(lan, mode="proxy"), runtime)
+    dns = Dnsmasq(make_config(lan, mode="proxy"), runtime, dhcp_mode="proxy")
     server = start(srv, dns)
     logs = f"{server.log}\n{site_server.log}"
 

@@ -64,6 +64,8 @@ tracker:
   announce_interval: 5
 http:
   port: {HTTP_PORT}
+dhcp:
+  probe_seconds: 1  # the LAN has no other DHCP server; tests/integration/test_dhcp_probe.py
 """
 
 

@@ -22,6 +22,7 @@ class FakeSession:
     fail: BaseException | None = None
     gate: asyncio.Event | None = None
     degraded: bool = False
+    reason: str = ""
     running: bool = False
     stops: list[bool] = field(default_factory=list)
 
@@ -251,3 +252,13 @@ def test_assignments_take_any_spelling_of_a_mac(world, text):
 def test_a_bad_mac_is_the_callers_error(world):
     with pytest.raises(InvalidArgument, match="'nonsense' is not a MAC address"):
         asyncio.run(world.manager.unassign("nonsense"))
+
+
+def test_a_running_sessions_reason_is_the_state_reason(world):
+    asyncio.run(world.manager.start_session())
+    session = world.sessions.made[0]
+
+    session.reason = "proxyDHCP beside the DHCP server at 10.9.0.2"
+
+    assert (world.manager.state, world.manager.state_reason) == (
+        "running", "proxyDHCP beside the DHCP server at 10.9.0.2")

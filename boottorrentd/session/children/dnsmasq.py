@@ -48,7 +48,10 @@ class Dnsmasq:
         ... supervisor runs spec ...
         dns.close()                    # after the child stopped: ends lease_events()
 
-    `user` overrides `children.user`; with neither, dnsmasq keeps the daemon's own user.
+    `dhcp_mode` is full or proxy, as the session decided (dhcp.mode auto leaves it to the
+    session's probe); `ignore_mac` is the session's own DHCP probe, which must get no
+    offer from this server. `user` overrides `children.user`; with neither, dnsmasq keeps
+    the daemon's own user.
     `bus_address` is accepted for callers that pass the bus along and is not used: the
     lease events come through the script (see leases.py), not D-Bus.
     """
@@ -58,6 +61,8 @@ class Dnsmasq:
         cfg: Config,
         runtime_dir: Path,
         *,
+        dhcp_mode: str = "full",
+        ignore_mac: str | None = None,
         user: str | None = None,
         bus_address: str | None = None,
         ipxe_dir: Path = IPXE_DIR,
@@ -70,6 +75,10 @@ class Dnsmasq:
                 "cannot carry (commas, spaces, '#', quotes); use a plain path such as "
                 "/run/boottorrent/dnsmasq"
             )
+        if dhcp_mode not in ("full", "proxy"):
+            raise ValueError(f"dnsmasq serves DHCP full or proxy, not {dhcp_mode!r}")
+        self.dhcp_mode = dhcp_mode
+        self.ignore_mac = ignore_mac
         self.user = user or cfg.children.user or pwd.getpwuid(os.geteuid()).pw_name
         self.bus_address = bus_address
         self.ipxe_dir = ipxe_dir
@@ -168,7 +177,7 @@ class Dnsmasq:
 
     def _range_lines(self) -> list[str]:
         cfg = self.cfg
-        if cfg.dhcp.mode == "proxy":
+        if self.dhcp_mode == "proxy":
             # The site's server hands out addresses; we only answer PXE clients.
             net = cfg.boot_network.network
             return [f"dhcp-range={net.network_address},proxy,{net.netmask}"]
@@ -178,8 +187,11 @@ class Dnsmasq:
             parts.append(str(rng.netmask))
         if rng.lease is not None:
             parts.append(rng.lease)
+        ignore = [f"dhcp-host={self.ignore_mac},ignore"] if self.ignore_mac else []
         return [
             f"dhcp-range={','.join(parts)}",
+            # The session's probe looks for other servers; our own offer would be noise.
+            *ignore,
             # dnsmasq pings every address before its first offer and answers no
             # other DHCP client for up to 3 s meanwhile: a lab booting at once would
             # queue behind it. The range is the admin's boot range, not a shared one.
@@ -194,7 +206,7 @@ class Dnsmasq:
         # ProxyDHCP offer without one.
         lines = [f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}"]
         efi = self.efi_loader
-        if cfg.dhcp.mode == "proxy":
+        if self.dhcp_mode == "proxy":
             # PXE ROMs learn their file from the PXE options (a boot menu of one item,
             # and no pxe-prompt: it boots at once). UEFI ROMs fetch it from port 4011.
             # iPXE must not see the menu (it would run it and load iPXE again); with

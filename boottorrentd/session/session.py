@@ -171,6 +171,13 @@ class Session:
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
 
+    def reconfigure(self, config: Config) -> None:
+        """Go on with `config`, which differs from the running one only in keys that the
+        boot HTTP server reads per request (config/changes.py says which)."""
+        self.config = config
+        if self.http is not None:
+            self.http.cfg = config
+
     def _download_starting(self, _entry: OSEntry) -> None:
         # The machine that fetched the torrent connects to the seed within seconds.
         if self.seeder is not None:

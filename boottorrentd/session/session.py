@@ -208,8 +208,7 @@ class Session:
         entries = list(self.library.entries.values())
         hashes = [e.torrent.infohash for e in entries]
         if self.tracker and self.tracker.set_infohashes(hashes):
-            # The child is named after the tracker program (opentracker or hefur).
-            self.supervisor.send_signal(self.tracker.kind, self.tracker.reload_signal)
+            self.supervisor.send_signal(self.tracker.child_name, self.tracker.reload_signal)
             # A first announce the tracker refuses is retried only after minutes.
             await self.tracker.wait_whitelisted(hashes, timeout=10)
         await asyncio.to_thread(self._write_torrents, entries)

@@ -21,8 +21,8 @@ from tests.lanclients import dhcp, write_udhcpc_script
 pytestmark = pytest.mark.integration
 
 HTTP_PORT = 8080
-# hefur is not packaged in Debian, so the tracker child is opentracker.
-TRACKER = "opentracker"
+# The daemon's own tracker (tracker.kind auto), the child "tracker".
+TRACKER = "tracker"
 # The default seed engine's child.
 SEED = CHILD[SeederSection().engine]
 

@@ -1,0 +1,103 @@
+"""The tracker's state: who is in which torrent's swarm. Pure: no sockets, no clock of
+its own (every call is given `now`), so that it is tested without a network."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass, field
+
+# The events of BEP 3's announce; "" is a regular announce.
+EVENTS = ("started", "completed", "stopped", "")
+
+
+@dataclass
+class Peer:
+    peer_id: bytes
+    ip: str
+    port: int
+    seeding: bool
+    seen: float
+
+    def compact(self) -> bytes:
+        """BEP 23: four address bytes and two port bytes, network order."""
+        return ipaddress.IPv4Address(self.ip).packed + self.port.to_bytes(2, "big")
+
+
+@dataclass
+class Swarm:
+    peers: dict[bytes, Peer] = field(default_factory=dict)  # by peer id
+    downloaded: int = 0  # "completed" events seen
+
+    def counts(self) -> tuple[int, int, int]:
+        """(complete, incomplete, downloaded), as announce and scrape replies carry them."""
+        seeds = sum(p.seeding for p in self.peers.values())
+        return seeds, len(self.peers) - seeds, self.downloaded
+
+
+@dataclass(frozen=True)
+class Announce:
+    infohash: bytes  # 20 bytes
+    peer_id: bytes
+    ip: str
+    port: int
+    left: int
+    event: str = ""
+    numwant: int | None = None
+
+
+class Swarms:
+    """Every tracked torrent's swarm. `max_peers` bounds a reply's peer list (and is the
+    reply's size when the client names no numwant); a peer not heard of for `peer_ttl`
+    seconds has left."""
+
+    def __init__(self, *, max_peers: int, peer_ttl: float,
+                 rng: random.Random | None = None) -> None:
+        self.max_peers = max_peers
+        self.peer_ttl = peer_ttl
+        self.allowed: frozenset[bytes] = frozenset()
+        self.swarms: dict[bytes, Swarm] = {}
+        self._rng = rng or random.Random()
+
+    def allow(self, infohashes: frozenset[bytes]) -> None:
+        """Track exactly these torrents from now on; the swarms of others are dropped."""
+        self.allowed = infohashes
+        for gone in set(self.swarms) - infohashes:
+            del self.swarms[gone]
+
+    def announce(self, a: Announce, now: float) -> tuple[list[Peer], Swarm]:
+        """Record the announce; return the peers for its reply (never the announcing
+        peer itself) and its swarm. KeyError when the torrent is not tracked."""
+        if a.infohash not in self.allowed:
+            raise KeyError(a.infohash)
+        swarm = self.swarms.setdefault(a.infohash, Swarm())
+        self._expire(swarm, now)
+        if a.event == "stopped":
+            swarm.peers.pop(a.peer_id, None)
+            return [], swarm
+        if a.event == "completed":
+            swarm.downloaded += 1
+        swarm.peers[a.peer_id] = Peer(a.peer_id, a.ip, a.port, a.left == 0, now)
+        wanted = self.max_peers if a.numwant is None else max(0, min(a.numwant, self.max_peers))
+        others = [p for p in swarm.peers.values() if p.peer_id != a.peer_id]
+        if a.left == 0:
+            # A seed has nothing to fetch from other seeds.
+            others = [p for p in others if not p.seeding]
+        if len(others) > wanted:
+            others = self._rng.sample(others, wanted)
+        return others, swarm
+
+    def scrape(self, infohashes: list[bytes], now: float) -> dict[bytes, tuple[int, int, int]]:
+        """Counts of the named tracked torrents, or of every one when none is named."""
+        names = infohashes or sorted(self.allowed)
+        out = {}
+        for h in names:
+            if h in self.allowed:
+                swarm = self.swarms.setdefault(h, Swarm())
+                self._expire(swarm, now)
+                out[h] = swarm.counts()
+        return out
+
+    def _expire(self, swarm: Swarm, now: float) -> None:
+        for pid in [pid for pid, p in swarm.peers.items() if now - p.seen > self.peer_ttl]:
+            del swarm.peers[pid]

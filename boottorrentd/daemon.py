@@ -160,6 +160,11 @@ async def _reload(manager: Manager) -> None:
         log.error("reload refused, the configuration in use is unchanged: %s", e)
         notify("READY=1", f"STATUS=Reload refused: {e}")
         return
+    except Exception as e:
+        # systemd waits for READY=1 after RELOADING=1 whatever happened.
+        log.exception("reload failed")
+        notify("READY=1", f"STATUS=Reload failed: {e}")
+        return
     notify("READY=1", f"STATUS={_status(manager)}")
 
 

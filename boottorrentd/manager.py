@@ -86,7 +86,8 @@ class Manager:
         """Read the configuration file again. An invalid file is refused (ConfigError,
         naming the key) and changes nothing. A valid one becomes the file the next start
         uses; a running session takes its live keys at once and keeps running on the
-        others, which the state reason names. Returns the keys that changed."""
+        others, which the state reason names. Returns the keys in which the file differs
+        from the configuration in use before the reload."""
         async with self._lifecycle:
             config = await asyncio.to_thread(load_config, self.config_path)
             return self._take(config)

@@ -418,7 +418,8 @@ def _reload_in_place(box: Container, pids: dict[str, int]) -> None:
              f"'http://{HOST_IP}:8080/boot/{mac}.ipxe').read().decode())\"")
     assert "--timeout 30000" in box.run(fetch, check=True).stdout
     main_pid = box.sh(f"systemctl show -P MainPID {UNIT}")
-    _write_config(box, CONFIG.replace("  default_os: tiny\n", "  default_os: tiny\n  timeout: 7\n"))
+    edited = CONFIG.replace("  default_os: tiny\n", "  default_os: tiny\n  timeout: 7\n")
+    _write_config(box, edited)
     box.sh(f"systemctl reload {UNIT}")
     assert "--timeout 7000" in box.run(fetch, check=True).stdout
     status = _status(box)
@@ -428,7 +429,7 @@ def _reload_in_place(box: Container, pids: dict[str, int]) -> None:
 
     start = step("edit the interface, systemctl reload → the status names it; the session "
                  "runs on bt0")
-    _write_config(box, CONFIG.replace(f"interface: {IFACE}", "interface: bt9"))
+    _write_config(box, edited.replace(f"interface: {IFACE}", "interface: bt9"))
     box.sh(f"systemctl reload {UNIT}")
     status_text = box.sh("boottorrentctl status | head -1")
     assert "restart the session to apply: dnsmasq.interface" in status_text
@@ -437,7 +438,7 @@ def _reload_in_place(box: Container, pids: dict[str, int]) -> None:
 
     start = step("an invalid edit: systemctl reload and boottorrentctl reload are refused "
                  "with the key; daemon and session unaffected")
-    _write_config(box, CONFIG + "http:\n  port: eighty\n")
+    _write_config(box, edited + "http:\n  port: eighty\n")
     by_systemctl = box.run(f"systemctl reload {UNIT}")
     log(f"systemctl reload: exit {by_systemctl.returncode}")
     status_line = box.sh(f"systemctl show -P StatusText {UNIT}")

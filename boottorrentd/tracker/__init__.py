@@ -5,6 +5,7 @@ its supervised child "tracker", as the unprivileged user, so that installing Boo
 brings in no tracker service of another package (Debian's opentracker starts its own
 unit at install and announces every 30 minutes). It speaks BEP 3 announces with BEP 23
 compact peer lists and BEP 48 scrapes, tracks only the library's torrents (a whitelist
-file it rereads on SIGHUP), hands a client up to 200 peers in one announce, and forgets
-a peer that missed a few announce intervals.
+file it rereads on SIGHUP), hands a client up to 200 peers in one announce whatever
+numwant it sends (aria2c always sends 50; 0 still means none), and forgets a peer that
+missed a few announce intervals.
 """

@@ -34,7 +34,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--interval", type=int, default=15,
                         help="seconds between a client's announces (default 15)")
     parser.add_argument("--max-peers", type=int, default=200,
-                        help="most peers in one reply (default 200: a whole lab at once)")
+                        help="peers in one reply, whatever numwant a client sends but 0 "
+                        "(default 200: a whole lab at once)")
     parser.add_argument("--peer-ttl-intervals", type=int, default=3,
                         help="a peer silent for this many intervals has left (default 3)")
     args = parser.parse_args(argv)

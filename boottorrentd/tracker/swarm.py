@@ -47,9 +47,9 @@ class Announce:
 
 
 class Swarms:
-    """Every tracked torrent's swarm. `max_peers` bounds a reply's peer list (and is the
-    reply's size when the client names no numwant); a peer not heard of for `peer_ttl`
-    seconds has left."""
+    """Every tracked torrent's swarm. `max_peers` is a reply's peer list's size (when the
+    swarm is that big) whatever numwant a client sends, except 0; a peer not heard of for
+    `peer_ttl` seconds has left."""
 
     def __init__(self, *, max_peers: int, peer_ttl: float,
                  rng: random.Random | None = None) -> None:
@@ -78,7 +78,10 @@ class Swarms:
         if a.event == "completed":
             swarm.downloaded += 1
         swarm.peers[a.peer_id] = Peer(a.peer_id, a.ip, a.port, a.left == 0, now)
-        wanted = self.max_peers if a.numwant is None else max(0, min(a.numwant, self.max_peers))
+        # A lab boots at once: every client should learn the whole swarm from its first
+        # announce, and aria2c always asks for 50. So any numwant but 0 (no peers, e.g. a
+        # probe) gets up to max_peers.
+        wanted = 0 if a.numwant == 0 else self.max_peers
         others = [p for p in swarm.peers.values() if p.peer_id != a.peer_id]
         if a.left == 0:
             # A seed has nothing to fetch from other seeds.

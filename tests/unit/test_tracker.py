@@ -45,12 +45,13 @@ def join_one(s: Swarms, peer_id: bytes, *, numwant: int | None, left: int = 1) -
     return peers
 
 
-def test_numwant_asks_for_fewer_and_never_for_more_than_the_limit():
+def test_aria2c_asking_for_50_peers_gets_the_whole_lab_and_a_probe_asking_for_0_none():
     s = swarms(max_peers=200)
     join(s, 300)
 
-    assert len(join_one(s, b"a" * 20, numwant=30)) == 30
+    assert len(join_one(s, b"a" * 20, numwant=50)) == 200  # what aria2c always sends
     assert len(join_one(s, b"b" * 20, numwant=1000)) == 200
+    assert join_one(s, b"c" * 20, numwant=0) == []
 
 
 def test_a_peer_silent_for_the_ttl_is_forgotten_and_a_stopped_one_at_once():

@@ -547,6 +547,37 @@ def test_the_tracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_an
                timeout=3, what="the tracker refusing the dropped infohash", interval=0.2)
 
 
+def test_the_tracker_tells_a_client_of_a_250_machine_lab_about_200_peers_at_once(
+        site: Site) -> None:
+    site.add_os("alpha")
+    site.start_tracker()
+    url = site.tracker.announce_url
+    assert url
+    (infohash,) = site.hashes()
+
+    def lab_announces() -> bytes:
+        last = b""
+        for i in range(250):
+            query = urllib.parse.urlencode({
+                "info_hash": bytes.fromhex(infohash), "peer_id": b"-LAB000-%012d" % i,
+                "port": 10000 + i, "uploaded": 0, "downloaded": 0, "left": 1,
+                "compact": 1, "numwant": 50, "event": "started",  # aria2c's numwant
+            }, quote_via=urllib.parse.quote)
+            with urllib.request.urlopen(f"{url}?{query}", timeout=5) as reply:
+                last = reply.read()
+        return last
+
+    reply = bdecode(in_netns(site.probe.name, lab_announces))
+
+    assert isinstance(reply, dict)
+    peers = reply[b"peers"]
+    assert isinstance(peers, bytes) and len(peers) == 200 * 6
+    ports = {int.from_bytes(peers[i + 4:i + 6], "big") for i in range(0, len(peers), 6)}
+    assert len(ports) == 200 and 10249 not in ports  # never the asking peer itself
+    assert reply[b"interval"] == site.cfg.tracker.announce_interval
+    assert scrape(site.probe.name, url, infohash)["incomplete"] == 250
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_removed_os_stops_seeding_keeps_its_files_and_seeds_again_when_added_back(
         site: Site) -> None:

@@ -108,7 +108,7 @@ class TrackerServer:
                 ConnectionError):
             writer.close()
             return
-        status, body = self._answer(head, writer.get_extra_info("peername"))
+        status, body = self.answer(head, writer.get_extra_info("peername"))
         writer.write(f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n"
                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                      + body)
@@ -119,7 +119,8 @@ class TrackerServer:
         finally:
             writer.close()
 
-    def _answer(self, head: bytes, peer: tuple | None) -> tuple[str, bytes]:
+    def answer(self, head: bytes, peer: tuple | None) -> tuple[str, bytes]:
+        """(status line, body) for one request head from `peer` (host, port)."""
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         method, _, rest = request_line.partition(" ")
         target = rest.rpartition(" ")[0] or rest

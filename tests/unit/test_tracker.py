@@ -86,7 +86,7 @@ def test_only_the_library_torrents_are_tracked_and_allow_drops_the_others():
 
 def get(server: TrackerServer, path: str, **params: object) -> dict:
     query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
-    status, body = server._answer(f"GET {path}?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
+    status, body = server.answer(f"GET {path}?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode(),
                                   ("10.5.0.7", 40000))
     assert status == "200 OK"
     reply = bdecode(body)

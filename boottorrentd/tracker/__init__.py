@@ -7,5 +7,6 @@ unit at install and announces every 30 minutes). It speaks BEP 3 announces with 
 compact peer lists and BEP 48 scrapes, tracks only the library's torrents (a whitelist
 file it rereads on SIGHUP), hands a client up to 200 peers in one announce whatever
 numwant it sends (aria2c always sends 50; 0 still means none), and forgets a peer that
-missed a few announce intervals.
+missed a few announce intervals, and at least ten minutes (libtorrent, the server's
+seed, announces only every five).
 """

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from boottorrentd.tracker.server import MAX_REQUEST_BYTES, TrackerServer
-from boottorrentd.tracker.swarm import Swarms
+from boottorrentd.tracker.swarm import MIN_PEER_TTL_S, Swarms, peer_ttl
 
 log = logging.getLogger("boottorrentd.tracker")
 
@@ -37,7 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="peers in one reply, whatever numwant a client sends but 0 "
                         "(default 200: a whole lab at once)")
     parser.add_argument("--peer-ttl-intervals", type=int, default=3,
-                        help="a peer silent for this many intervals has left (default 3)")
+                        help="a peer silent for this many intervals has left (default 3; "
+                        f"never less than {MIN_PEER_TTL_S:.0f} s)")
     args = parser.parse_args(argv)
     host, sep, port = args.listen.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -71,7 +72,7 @@ def read_whitelist(path: Path) -> frozenset[bytes]:
 
 async def run(args: argparse.Namespace) -> None:
     swarms = Swarms(max_peers=args.max_peers,
-                    peer_ttl=args.interval * args.peer_ttl_intervals)
+                    peer_ttl=peer_ttl(args.interval, args.peer_ttl_intervals))
     tracker = TrackerServer(swarms, args.interval)
 
     def reload() -> None:

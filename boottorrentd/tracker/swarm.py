@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 
 # The events of BEP 3's announce; "" is a regular announce.
 EVENTS = ("started", "completed", "stopped", "")
+# Clients do not all keep to the interval a tracker asks for: libtorrent (the server's
+# seed) announces at most every 300 s by default (settings_pack::min_announce_interval).
+# A peer is only forgotten after twice that; a leaving aria2c says "stopped" anyway.
+MIN_PEER_TTL_S = 600.0
+
+
+def peer_ttl(interval: int, intervals: int) -> float:
+    """Seconds of silence after which a peer has left: `intervals` announce intervals, but
+    never less than MIN_PEER_TTL_S."""
+    return max(float(interval * intervals), MIN_PEER_TTL_S)
 
 
 @dataclass

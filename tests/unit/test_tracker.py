@@ -7,7 +7,7 @@ import urllib.parse
 from boottorrentd.library.bencode import bdecode
 from boottorrentd.tracker.__main__ import read_whitelist
 from boottorrentd.tracker.server import TrackerServer, parse_query
-from boottorrentd.tracker.swarm import Announce, Swarms
+from boottorrentd.tracker.swarm import Announce, Swarms, peer_ttl
 
 LIBRARY = bytes(range(20))
 STRANGER = bytes(range(1, 21))
@@ -136,3 +136,16 @@ def test_the_whitelist_file_skips_what_is_not_an_infohash(tmp_path, caplog):
 
     assert read_whitelist(path) == {LIBRARY, STRANGER}
     assert "whitelist:2: 'nonsense' is not a hex SHA-1 infohash" in caplog.text
+
+
+def test_a_seed_announcing_every_five_minutes_as_libtorrent_does_is_not_forgotten():
+    # tracker.announce_interval 5 asks for 5 s; libtorrent waits 300 s all the same.
+    s = swarms(ttl=peer_ttl(5, 3))
+    s.announce(Announce(LIBRARY, b"seed" * 5, "10.1.0.1", 51420, 0, "started"), 0.0)
+
+    peers = join_one(s, b"late" * 5, numwant=50)  # at 1 s
+    later, _ = s.announce(Announce(LIBRARY, b"later" * 4, "10.2.0.2", 6881, 1), 299.0)
+
+    assert [p.peer_id for p in peers] == [b"seed" * 5]
+    assert b"seed" * 5 in {p.peer_id for p in later}
+    assert peer_ttl(60, 20) == 1200.0

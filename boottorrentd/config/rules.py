@@ -28,7 +28,7 @@ def _default_os_is_shown(cfg: Config, source: str) -> None:
 
 def _trackers_agree(cfg: Config, source: str) -> None:
     kind = cfg.tracker.kind
-    if cfg.hefur.enable and kind in ("opentracker", "none"):
+    if cfg.hefur.enable and kind in ("builtin", "opentracker", "none"):
         raise ConfigError(
             source,
             "hefur.enable",

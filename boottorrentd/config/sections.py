@@ -105,13 +105,15 @@ class DnsmasqSection:
 class OpentrackerSection:
     enable: bool = key(
         True,
-        "Run a BitTorrent tracker for the boot swarm. With tracker.kind auto, false here "
+        "Run a BitTorrent tracker for the boot swarm (the seed's name; the daemon's own "
+        "tracker unless tracker.kind says otherwise). With tracker.kind auto, false here "
         "and hefur.enable false mean no tracker at all; aria2.bt_enable_lpd must then be "
         "true.",
     )
     port: int = key(
         10001,
-        "Port of the tracker on host_ip (also used by hefur unless hefur.enable chose it).",
+        "Port of the tracker on host_ip, whichever tracker runs (hefur.port when "
+        "hefur.enable chose hefur).",
         **_PORT,
     )
 
@@ -229,11 +231,13 @@ class DhcpSection:
 class TrackerSection:
     kind: str = key(
         "auto",
-        "Which tracker runs. auto: hefur when hefur.enable is true or hefur is installed, "
-        "else opentracker (none when opentracker.enable and hefur.enable are both false). "
-        "none: clients find peers by local peer discovery only (needs aria2.bt_enable_lpd). "
-        "The tracker listens on opentracker.port, or hefur.port when hefur.enable chose it.",
-        choices=("auto", "hefur", "opentracker", "none"),
+        "Which tracker runs. auto: the daemon's own tracker (boottorrentd-tracker), or "
+        "hefur when hefur.enable is true (none when opentracker.enable and hefur.enable "
+        "are both false). builtin: the daemon's own tracker. opentracker, hefur: those "
+        "programs, when installed. none: clients find peers by local peer discovery only "
+        "(needs aria2.bt_enable_lpd). The tracker listens on opentracker.port, or "
+        "hefur.port when hefur.enable chose it.",
+        choices=("auto", "builtin", "hefur", "opentracker", "none"),
     )
     announce_interval: int = key(
         15,
@@ -356,7 +360,8 @@ class Config:
     )
     opentracker: OpentrackerSection = field(
         default_factory=OpentrackerSection,
-        metadata=section_doc("The BitTorrent tracker that introduces the clients to each other."),
+        metadata=section_doc("The BitTorrent tracker that introduces the clients to each "
+                             "other (the seed's section name; tracker.kind chooses which)."),
     )
     aria2: Aria2Section = field(
         default_factory=Aria2Section,
@@ -364,7 +369,7 @@ class Config:
     )
     hefur: HefurSection = field(
         default_factory=HefurSection,
-        metadata=section_doc("The hefur tracker, an alternative to opentracker."),
+        metadata=section_doc("The hefur tracker, an alternative to the daemon's own."),
     )
     transmission: TransmissionSection = field(
         default_factory=TransmissionSection,
@@ -409,10 +414,10 @@ class Config:
 
     @property
     def tracker_kind(self) -> str:
-        """The effective tracker: "auto" (decided by what is installed), "hefur",
+        """The effective tracker: "auto" (the daemon's own), "builtin", "hefur",
         "opentracker" or "none"."""
         kind = self.tracker.kind
-        if kind in ("hefur", "none"):
+        if kind in ("builtin", "hefur", "none"):
             return kind
         if self.hefur.enable:
             # parse_config refuses hefur.enable beside tracker.kind opentracker.

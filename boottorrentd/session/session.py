@@ -237,6 +237,13 @@ class Session:
                 log.info("no other DHCP server answers on %s any more", cfg.dnsmasq.interface)
             self.on_change()
 
+    def reconfigure(self, config: Config) -> None:
+        """Go on with `config`, which differs from the running one only in keys that the
+        boot HTTP server reads per request (config/changes.py says which)."""
+        self.config = config
+        if self.http is not None:
+            self.http.cfg = config
+
     def _download_starting(self, _entry: OSEntry) -> None:
         # The machine that fetched the torrent connects to the seed within seconds.
         if self.seeder is not None:
@@ -267,8 +274,7 @@ class Session:
         entries = list(self.library.entries.values())
         hashes = [e.torrent.infohash for e in entries]
         if self.tracker and self.tracker.set_infohashes(hashes):
-            # The child is named after the tracker program (opentracker or hefur).
-            self.supervisor.send_signal(self.tracker.kind, self.tracker.reload_signal)
+            self.supervisor.send_signal(self.tracker.child_name, self.tracker.reload_signal)
             # A first announce the tracker refuses is retried only after minutes.
             await self.tracker.wait_whitelisted(hashes, timeout=10)
         await asyncio.to_thread(self._write_torrents, entries)

@@ -58,6 +58,8 @@ APPLY: dict[str, Apply] = {
     "transmission.settings": R,
     "network.prefix_length": R,
     "dhcp.mode": R,
+    "dhcp.probe_seconds": R,  # the probe runs at the start only
+    "dhcp.watch_seconds": R,
     "tracker.kind": R,
     # The tracker's own reply carries it as well as the clients' options.
     "tracker.announce_interval": R,

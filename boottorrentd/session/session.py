@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boottorrentd.boot.http import BootServer
+from boottorrentd.boot.plan import grub_config
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
@@ -166,10 +167,30 @@ class Session:
         )
         await self.http.start()
 
-        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", user=user)
+        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", user=user,
+                               phase1_dir=self.phase1_dir.absolute())
         dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
+        await self._write_grub_config()
+        self.registry.on_assignments.append(self._assignments_changed)
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
+
+    async def _write_grub_config(self) -> None:
+        """GRUB's config from the current boot plans (UEFI machines read it over TFTP)."""
+        cfg = self.config
+        if self.dnsmasq is None or self.http is None or cfg.boot.uefi_loader != "shim" \
+                or not cfg.dnsmasq.enable_tftp:
+            return
+        oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
+        ready = await asyncio.to_thread(self.http.phase1_ready)
+        text = grub_config(oss, self.registry.assignments, cfg,
+                           server=self.http.server_address, phase1_ready=ready)
+        await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
+
+    def _assignments_changed(self) -> None:
+        if self._running:
+            self._tasks.append(asyncio.create_task(self._write_grub_config(),
+                                                   name="grub-config"))
 
     def _download_starting(self, _entry: OSEntry) -> None:
         # The machine that fetched the torrent connects to the seed within seconds.
@@ -208,6 +229,7 @@ class Session:
         await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
         await self.seeder.set_torrents(entries)
+        await self._write_grub_config()
 
     async def _consume_leases(self) -> None:
         assert self.dnsmasq is not None
@@ -237,6 +259,8 @@ class Session:
         log.info("session stopped")
 
     async def _teardown(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.registry.on_assignments.remove(self._assignments_changed)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

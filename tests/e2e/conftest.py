@@ -75,13 +75,15 @@ def phase1_image() -> Path:
 
 @pytest.fixture(scope="session")
 def oses() -> Iterator[dict[str, images.TargetOS]]:
-    """The target OSes by name: kexec-a, kexec-b (a second kexec OS), bin, live."""
+    """The target OSes by name: kexec-a, kexec-b (a second kexec OS), bin, live, and
+    unsigned (kexec-a's kernel without its Secure Boot signature)."""
     parent = world_readable_tmpdir("bt-e2e-os-")
     built = [
         images.kexec_os(parent, "kexec-a", "BT-E2E-KEXEC-A-OK"),
         images.kexec_os(parent, "kexec-b", "BT-E2E-KEXEC-B-OK"),
         images.bin_os(parent, "bin", "BT-E2E-BIN-OK"),
         images.live_os(parent, "live", "BT-E2E-LIVE-OK"),
+        images.unsigned_kexec_os(parent, "unsigned", "BT-E2E-UNSIGNED-OK"),
     ]
     yield {t.name: t for t in built}
     shutil.rmtree(parent, ignore_errors=True)

@@ -97,7 +97,8 @@ class DnsmasqSection:
     )
     enable_tftp: bool = key(
         True,
-        "Serve the iPXE loader over TFTP to clients whose firmware does not run iPXE yet.",
+        "Serve the first loader over TFTP to clients whose firmware does not run iPXE yet "
+        "(iPXE; for UEFI shim and GRUB, with GRUB's config and phase-1).",
     )
 
 

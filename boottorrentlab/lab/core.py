@@ -143,7 +143,7 @@ class Lab:
     def add_vm(self, firmware: str = "bios") -> VM:
         """A machine's tap on the bridge and its MAC; power it on with power_on().
 
-        `firmware`: bios, uefi or secureboot (machines.FIRMWARES).
+        `firmware`: bios, uefi, secureboot or httpboot (machines.FIRMWARES).
         """
         index = len(self.vms) + 1
         if index > 255:
@@ -166,7 +166,7 @@ class Lab:
     def boot(self, count: int = 1, firmware: str = "bios") -> list[VM]:
         """Power on `count` new machines; firmware "mixed" takes bios, uefi and
         secureboot in turn."""
-        kinds = machines.FIRMWARES if firmware == "mixed" else (firmware,)
+        kinds = machines.MIXED if firmware == "mixed" else (firmware,)
         vms = [self.add_vm(kinds[i % len(kinds)]) for i in range(count)]
         for vm in vms:
             self.power_on(vm)

@@ -2,7 +2,8 @@
 
 Firmware: `bios` is SeaBIOS booting the virtio NIC's iPXE ROM; `uefi` is OVMF and
 `secureboot` OVMF with Secure Boot enforced (Microsoft's keys enrolled, as on a PC),
-both with the NIC's ROM off so that the firmware's own PXE runs, as on real hardware.
+both with the NIC's ROM off so that the firmware's own PXE runs, as on real hardware;
+`httpboot` is OVMF with PXE off, booting by UEFI HTTP Boot.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from .config import QEMU, TARGET_STAGES
 # per machine number cannot clash with anything.
 MAC_PREFIX = "52:54:00:b7:00"
 
-FIRMWARES = ("bios", "uefi", "secureboot")
+FIRMWARES = ("bios", "uefi", "secureboot", "httpboot")
+# --firmware mixed: one machine of each in turn.
+MIXED = ("bios", "uefi", "secureboot")
 OVMF_DIR = Path("/usr/share/OVMF")
 # (code, variables template) of each OVMF firmware; the variables are copied per machine.
 OVMF = {
     "uefi": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
     "secureboot": ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd"),
+    "httpboot": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
 }
 
 
@@ -139,6 +143,10 @@ def _firmware_args(vm: VM) -> list[str]:
                  "-global", "driver=cfi.pflash01,property=secure,value=on"]
     else:
         args += ["-machine", "q35"]
+    if vm.firmware == "httpboot":
+        # PXE off (OVMF's knobs): the firmware boots by UEFI HTTP Boot alone.
+        args += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                 "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
     return [
         *args,
         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_DIR / code}",

@@ -78,3 +78,20 @@ def test_an_unsigned_kernel_on_a_secure_boot_machine_fails_with_the_reason(make_
     assert listed[vm.mac]["error"] == SIGNATURE_ERROR
     assert target.marker not in vm.console_text()
     TIMINGS.append(timing_line("secureboot, unsigned kernel", vm))
+
+
+def test_a_uefi_http_boot_machine_gets_the_loaders_url_and_boots(make_lab, oses):
+    target = oses["kexec-a"]
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=0))
+    lab.add_os(target.name, target.folder)
+    lab.start_session()
+    # OVMF with PXE off: the firmware can only boot by UEFI HTTP Boot.
+    (vm,) = lab.boot(1, "httpboot")
+
+    outcome = lab.wait([vm], marker=target.marker, timeout=BOOT_TIMEOUT + 60)
+
+    assert outcome.ok, outcome.problems
+    console = _plain(vm.console_text())
+    assert f"http://{lab.server}/uefi/snponly.efi" in console, console[:3000]
+    assert "NBP filename" not in console  # no PXE on the way
+    TIMINGS.append(timing_line("UEFI HTTP Boot", vm))

@@ -49,11 +49,11 @@ class Loaders:
 
     def missing(self) -> str | None:
         """Why some loader cannot be served (what to install), or None."""
-        absent = [src for src in self.files.values() if not src.exists()]
+        absent = {name: src for name, src in self.files.items() if not src.exists()}
         if not absent:
             return None
-        names = ", ".join(str(src) for src in absent)
-        if any(src in (SHIM, GRUB) for src in absent):
+        names = ", ".join(str(src) for src in absent.values())
+        if SHIM_NAME in absent or GRUB_NAME in absent:
             return (f"the UEFI loader {names} is missing; install it with 'apt install "
                     "shim-signed grub-efi-amd64-signed', or set boot.uefi_loader: ipxe "
                     "(UEFI machines with Secure Boot on then cannot boot)")

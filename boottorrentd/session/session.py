@@ -86,6 +86,7 @@ class Session:
         self.seeding: list[TorrentStats] = []
         self.started_at = 0.0
         self._tasks: list[asyncio.Task] = []
+        self._grub_lock = asyncio.Lock()
         self._running = False
 
     # --- what the daemon shows -----------------------------------------------------------
@@ -170,26 +171,30 @@ class Session:
         self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", user=user,
                                phase1_dir=self.phase1_dir.absolute())
         dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
-        await self._write_grub_config()
+        await self.boot_plans_changed()
         self.registry.on_assignments.append(self._assignments_changed)
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
 
-    async def _write_grub_config(self) -> None:
-        """GRUB's config from the current boot plans (UEFI machines read it over TFTP)."""
+    async def boot_plans_changed(self) -> None:
+        """Rewrite GRUB's config from the current boot plans: UEFI machines read it over
+        TFTP, which cannot ask the boot plan per request as the HTTP server does."""
         cfg = self.config
         if self.dnsmasq is None or self.http is None or cfg.boot.uefi_loader != "shim" \
                 or not cfg.dnsmasq.enable_tftp:
             return
-        oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
-        ready = await asyncio.to_thread(self.http.phase1_ready)
-        text = grub_config(oss, self.registry.assignments, cfg,
-                           server=self.http.server_address, phase1_ready=ready)
-        await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
+        # One at a time, each from the state when it runs: the last write is the newest.
+        async with self._grub_lock:
+            oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
+            ready = await asyncio.to_thread(self.http.phase1_ready)
+            text = grub_config(oss, self.registry.assignments, cfg,
+                               server=self.http.server_address, phase1_ready=ready)
+            await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
 
     def _assignments_changed(self) -> None:
         if self._running:
-            self._tasks.append(asyncio.create_task(self._write_grub_config(),
+            self._tasks = [task for task in self._tasks if not task.done()]
+            self._tasks.append(asyncio.create_task(self.boot_plans_changed(),
                                                    name="grub-config"))
 
     def _download_starting(self, _entry: OSEntry) -> None:
@@ -229,7 +234,7 @@ class Session:
         await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
         await self.seeder.set_torrents(entries)
-        await self._write_grub_config()
+        await self.boot_plans_changed()
 
     async def _consume_leases(self) -> None:
         assert self.dnsmasq is not None

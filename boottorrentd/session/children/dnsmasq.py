@@ -206,7 +206,7 @@ class Dnsmasq:
         lines = [f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}"]
         efi = self.efi_loader
         # UEFI HTTP Boot takes a URL as its boot file, and only from an answer that
-        # names HTTPClient as its vendor class too (UEFI 2.x, 24.7.2).
+        # names HTTPClient as its vendor class too.
         lines += [f"dhcp-boot=tag:httpboot,tag:!ipxe,"
                   f"http://{self.http_server}/uefi/{self.served.http_boot}",
                   "dhcp-option-force=tag:httpboot,60,HTTPClient"]

@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end tests: QEMU machines (TCG) PXE-boot from the real daemon.
 
 Run them alone with `pytest -m e2e tests/e2e`. They need root, qemu-system-x86,
-busybox-static, squashfs-tools and a kernel in /boot (`make deps`). The phase-1 image is
+busybox-static, squashfs-tools, a kernel in /boot, and for the UEFI tests ovmf,
+shim-signed, grub-efi-amd64-signed and sbsigntool (`make deps`). The phase-1 image is
 the one `boottorrentctl lab` caches in /var/cache/boottorrent/lab, rebuilt when this tree's
 builder or agent (or the kernel, or a package in it) changed; the target OSes are built
 once per session. Every test gets its own lab (namespaces, bridge, private bus, daemon),

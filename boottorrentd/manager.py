@@ -214,6 +214,9 @@ class Manager:
             self._building = False
         log.info("built the phase-1 image for kernel %s: vmlinuz %d bytes, initrd %d bytes",
                  manifest.kernel_version, manifest.vmlinuz["size"], manifest.initrd["size"])
+        if self.session is not None:
+            # GRUB's config said "not built" until now.
+            await self.session.boot_plans_changed()
         return manifest
 
     def _progress_threadsafe(self) -> Callable[[str, str, int, int], None]:

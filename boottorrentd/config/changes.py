@@ -58,6 +58,7 @@ APPLY: dict[str, Apply] = {
     "transmission.settings": R,
     "network.prefix_length": R,
     "dhcp.mode": R,
+    "boot.uefi_loader": R,  # dnsmasq hands the loader out
     "dhcp.probe_seconds": R,  # the probe runs at the start only
     "dhcp.watch_seconds": R,
     "tracker.kind": R,

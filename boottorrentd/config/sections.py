@@ -97,7 +97,8 @@ class DnsmasqSection:
     )
     enable_tftp: bool = key(
         True,
-        "Serve the iPXE loader over TFTP to clients whose firmware does not run iPXE yet.",
+        "Serve the first loader over TFTP to clients whose firmware does not run iPXE yet "
+        "(iPXE; for UEFI shim and GRUB, with GRUB's config and phase-1).",
     )
 
 
@@ -301,6 +302,18 @@ class ClientSection:
 
 
 @dataclass(frozen=True)
+class LoaderSection:
+    uefi_loader: str = key(
+        "shim",
+        "The first loader UEFI x86-64 machines get from their firmware's PXE or HTTP boot. "
+        "shim: Debian's signed chain (shim, then GRUB, then the Debian-signed phase-1 "
+        "kernel), which boots with Secure Boot on or off. ipxe: iPXE (snponly.efi), which "
+        "a machine with Secure Boot on refuses.",
+        choices=("shim", "ipxe"),
+    )
+
+
+@dataclass(frozen=True)
 class ChildrenSection:
     user: str | None = key(
         None,
@@ -398,6 +411,10 @@ class Config:
     client: ClientSection = field(
         default_factory=ClientSection,
         metadata=section_doc("The phase-1 client environment."),
+    )
+    boot: LoaderSection = field(
+        default_factory=LoaderSection,
+        metadata=section_doc("What the machines' firmware loads first."),
     )
     children: ChildrenSection = field(
         default_factory=ChildrenSection,

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from boottorrentd.boot.http import BootServer
+from boottorrentd.boot.plan import grub_config
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
@@ -92,6 +93,7 @@ class Session:
         self.dhcp_watch = dhcpprobe.Watch()
         self.started_at = 0.0
         self._tasks: list[asyncio.Task] = []
+        self._grub_lock = asyncio.Lock()
         self._running = False
 
     # --- what the daemon shows -----------------------------------------------------------
@@ -186,8 +188,11 @@ class Session:
         await self.http.start()
 
         self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", dhcp_mode=dhcp.mode,
-                               ignore_mac=dhcpprobe.format_mac(probe_mac), user=user)
+                               ignore_mac=dhcpprobe.format_mac(probe_mac), user=user,
+                               phase1_dir=self.phase1_dir.absolute())
         dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
+        await self.boot_plans_changed()
+        self.registry.on_assignments.append(self._rewrite_grub_config_soon)
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
         if dhcp.mode == "full" and self._probes():
@@ -243,6 +248,29 @@ class Session:
         self.config = config
         if self.http is not None:
             self.http.cfg = config
+        # The menu, default and timeout are in GRUB's config too.
+        self._rewrite_grub_config_soon()
+
+    async def boot_plans_changed(self) -> None:
+        """Rewrite GRUB's config from the current boot plans: UEFI machines read it over
+        TFTP, which cannot ask the boot plan per request as the HTTP server does."""
+        cfg = self.config
+        if self.dnsmasq is None or self.http is None or cfg.boot.uefi_loader != "shim" \
+                or not cfg.dnsmasq.enable_tftp:
+            return
+        # One at a time, each from the state when it runs: the last write is the newest.
+        async with self._grub_lock:
+            oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
+            ready = await asyncio.to_thread(self.http.phase1_ready)
+            text = grub_config(oss, self.registry.assignments, cfg,
+                               server=self.http.server_address, phase1_ready=ready)
+            await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
+
+    def _rewrite_grub_config_soon(self) -> None:
+        if self._running:
+            self._tasks = [task for task in self._tasks if not task.done()]
+            self._tasks.append(asyncio.create_task(self.boot_plans_changed(),
+                                                   name="grub-config"))
 
     def _download_starting(self, _entry: OSEntry) -> None:
         # The machine that fetched the torrent connects to the seed within seconds.
@@ -280,6 +308,7 @@ class Session:
         await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
         await self.seeder.set_torrents(entries)
+        await self.boot_plans_changed()
 
     async def _consume_leases(self) -> None:
         assert self.dnsmasq is not None
@@ -309,6 +338,8 @@ class Session:
         log.info("session stopped")
 
     async def _teardown(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.registry.on_assignments.remove(self._rewrite_grub_config_soon)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -179,6 +179,34 @@ def test_ipxe_gets_the_menu_and_after_assign_that_os_directly(boot_lan: BootLan)
     assert bad.returncode == 1 and "MAC" in bad.stderr
 
 
+def test_the_grub_config_uefi_machines_fetch_over_tftp_follows_assignments(boot_lan: BootLan):
+    boot_lan.daemon.ctl("start")
+    client = boot_lan.client(1)
+    host = boot_lan.server.split(":")[0]
+    mac = "52:54:00:aa:bb:02"
+
+    def grub_cfg() -> str:
+        return client.run("curl", "-sSf", f"tftp://{host}/grub/grub.cfg").stdout
+
+    # Nothing assigned: one plan for every machine, the menu (phase-1 is not built here).
+    first = grub_cfg()
+    assert "net_default_mac" not in first.split("\n", 1)[1]
+    assert "boottorrentctl build-client" in first
+    for name in ("shimx64.efi", "grubx64.efi"):
+        loader = client.run("curl", "-sSf", "-o", "/dev/null", "-w", "%{size_download}",
+                            f"tftp://{host}/{name}").stdout
+        assert int(loader) > 100_000, name
+
+    boot_lan.daemon.ctl("assign", mac, "lab")
+    wait_until(lambda: mac in grub_cfg(), timeout=10,
+               what="the GRUB config to name the assigned machine")
+    assigned = grub_cfg()
+    assert f'if [ "${{net_default_mac}}" = {mac} ]; then' in assigned
+    boot_lan.daemon.ctl("unassign", mac)
+    wait_until(lambda: mac not in grub_cfg(), timeout=10,
+               what="the GRUB config to forget the machine")
+
+
 def test_two_aria2c_clients_download_an_os_from_the_seed_via_the_tracker(boot_lan: BootLan,
                                                                         tmp_path):
     boot_lan.daemon.ctl("start")

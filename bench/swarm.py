@@ -6,7 +6,7 @@ Run as root from the repository root (after `make deps`):
 
 One Linux bridge stands for the lab's switch. A server namespace runs the real daemon
 (boottorrentd on a private D-Bus: `boottorrentctl add-os`, `boottorrentctl start`, so
-transmission seeds and the daemon's tracker runs), and N client namespaces are the lab
+the seed engine seeds and the daemon's own tracker runs), and N client namespaces are the lab
 machines. Every link is shaped with `tc tbf` on both ends of its veth pair
 (bench/network.py).
 

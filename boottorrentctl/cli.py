@@ -105,13 +105,26 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
 async def cmd_start(client: Client, args: argparse.Namespace) -> int:
     await client.call("StartSession")
     props = await client.properties(api.MANAGER_PATH, api.MANAGER_IFACE)
-    print(f"Boot session {props['State']} on {props['Interface']} ({props['HostAddress']}).")
+    reason = f": {props['StateReason']}" if props["StateReason"] else ""
+    print(f"Boot session {props['State']} on {props['Interface']} ({props['HostAddress']})"
+          f"{reason}.")
     return 0
 
 
 async def cmd_stop(client: Client, args: argparse.Namespace) -> int:
     await client.call("StopSession")
     print("Boot session stopped.")
+    return 0
+
+
+async def cmd_reload(client: Client, args: argparse.Namespace) -> int:
+    applied, pending = await client.call("Reload")
+    props = await client.properties(api.MANAGER_PATH, api.MANAGER_IFACE)
+    print(f"Read {props['ConfigFile']} again: "
+          + (f"changed {', '.join([*applied, *pending])}." if applied or pending
+             else "no change."))
+    if props["StateReason"] and props["State"] in ("running", "degraded"):
+        print(f"Session {props['State']}: {props['StateReason']}.")
     return 0
 
 
@@ -386,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("start", help="start the boot session: boot address, DHCP/TFTP, HTTP, "
                    "tracker and seed on the configured interface")
     sub.add_parser("stop", help="stop the boot session and undo what it set up")
+    sub.add_parser("reload", help="read the configuration file again; a running session "
+                   "takes the menu, timeout and client settings at once and names what "
+                   "needs a restart")
 
     s = sub.add_parser("clients", help="list the machines that boot (MAC, IP, OS, stage, %%)")
     s.add_argument("--json", action="store_true", help="print a JSON list")
@@ -417,6 +433,7 @@ COMMANDS = {
     "status": cmd_status,
     "start": cmd_start,
     "stop": cmd_stop,
+    "reload": cmd_reload,
     "clients": cmd_clients,
     "assign": cmd_assign,
     "unassign": cmd_unassign,

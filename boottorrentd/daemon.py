@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from boottorrentd import __version__, api
@@ -120,6 +121,14 @@ async def serve(args: argparse.Namespace) -> int:
     watchdog = _start_watchdog()
     restoring = asyncio.create_task(manager.restore_session())
     manager.on_state_change.append(lambda: notify(f"STATUS={_status(manager)}"))
+    reloads: set[asyncio.Task] = set()
+
+    def reload_on_signal() -> None:
+        task = asyncio.create_task(_reload(manager))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
 
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait([stopped, disconnected], return_when=asyncio.FIRST_COMPLETED)
@@ -128,6 +137,8 @@ async def serve(args: argparse.Namespace) -> int:
     if watchdog is not None:
         watchdog.cancel()
     await restoring
+    loop.remove_signal_handler(signal.SIGHUP)
+    await asyncio.gather(*reloads)
     # Keep the session remembered: the next start of the daemon brings it back.
     await manager.stop_session(forget=False)
     if disconnected.done():
@@ -135,6 +146,26 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     bus.disconnect()
     return 0
+
+
+async def _reload(manager: Manager) -> None:
+    """SIGHUP: read the configuration again, by systemd's Type=notify-reload protocol
+    (RELOADING=1 with the monotonic time, then READY=1). A refused file leaves everything
+    as it was; the journal and the unit's status line say why."""
+    notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",
+           "STATUS=Reloading the configuration")
+    try:
+        await manager.reload()
+    except BootTorrentError as e:
+        log.error("reload refused, the configuration in use is unchanged: %s", e)
+        notify("READY=1", f"STATUS=Reload refused: {e}")
+        return
+    except Exception as e:
+        # systemd waits for READY=1 after RELOADING=1 whatever happened.
+        log.exception("reload failed")
+        notify("READY=1", f"STATUS=Reload failed: {e}")
+        return
+    notify("READY=1", f"STATUS={_status(manager)}")
 
 
 def _start_watchdog() -> asyncio.Task | None:
@@ -154,10 +185,11 @@ def _start_watchdog() -> asyncio.Task | None:
 
 
 def _status(manager: Manager) -> str:
-    if manager.state in ("running", "degraded"):
-        return (f"Session {manager.state} on {manager.config.dnsmasq.interface} "
-                f"({manager.config.boot_network}); {len(manager.library.entries)} OS(es)")
     reason = f": {manager.state_reason}" if manager.state_reason else ""
+    if manager.state in ("running", "degraded"):
+        cfg = manager.config_in_use
+        return (f"Session {manager.state} on {cfg.dnsmasq.interface} "
+                f"({cfg.boot_network}){reason}; {len(manager.library.entries)} OS(es)")
     return f"Session {manager.state}{reason}; {len(manager.library.entries)} OS(es)"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config, load_config
+from boottorrentd.config.changes import Changes, apply_live, diff
 from boottorrentd.errors import BootTorrentError, Busy, Exists, InvalidArgument
 from boottorrentd.library.osspec import load_os_config
 from boottorrentd.library.store import Library, OSEntry, check_name
@@ -53,17 +54,54 @@ class Manager:
         self.session: Session | None = None
         self._new_session = session_factory
         self._state = SessionState.STOPPED
-        self.state_reason = ""
+        self._reason = ""
         self._lifecycle = asyncio.Lock()
         self.on_os_added: list[Callable[[OSEntry], None]] = []
         self.on_os_removed: list[Callable[[str], None]] = []
         self.on_progress: list[Callable[[str, str, int, int], None]] = []
         self.on_state_change: list[Callable[[], None]] = []
+        self.on_config_change: list[Callable[[], None]] = []
         self.on_build_progress: list[Callable[[str, float], None]] = []
         self._building = False
 
     def load(self) -> None:
         self.library.load()
+
+    # --- the configuration ---------------------------------------------------------------
+
+    @property
+    def config_in_use(self) -> Config:
+        """What the running session uses; when none runs, the file's, which the next start
+        uses. The Manager's configuration properties show this."""
+        return self.session.config if self.session is not None else self.config
+
+    @property
+    def pending_restart(self) -> tuple[str, ...]:
+        """The keys of the file that the running session does not use yet."""
+        if self.session is None:
+            return ()
+        return diff(self.session.config, self.config).restart
+
+    async def reload(self) -> Changes:
+        """Read the configuration file again. An invalid file is refused (ConfigError,
+        naming the key) and changes nothing. A valid one becomes the file the next start
+        uses; a running session takes its live keys at once and keeps running on the
+        others, which the state reason names. Returns the keys in which the file differs
+        from the configuration in use before the reload."""
+        async with self._lifecycle:
+            config = await asyncio.to_thread(load_config, self.config_path)
+            return self._take(config)
+
+    def _take(self, config: Config) -> Changes:
+        changes = diff(self.config_in_use, config)
+        self.config = config
+        if self.session is not None:
+            self.session.reconfigure(apply_live(self.session.config, config))
+        log.info("configuration %s read again: %s", self.config_path, _describe(changes, self))
+        self._state_changed()
+        for cb in self.on_config_change:
+            cb()
+        return changes
 
     # --- the boot session ----------------------------------------------------------------
 
@@ -74,8 +112,18 @@ class Manager:
             return SessionState.DEGRADED
         return self._state
 
+    @property
+    def state_reason(self) -> str:
+        """Why the session failed; while it runs, what the session says about itself
+        (proxyDHCP beside another server, another DHCP server seen, a child down) and
+        the keys of the file it does not use until it is restarted."""
+        if self._state == SessionState.RUNNING and self.session is not None:
+            return "; ".join(r for r in (self.session.reason,
+                                         _restart_reason(self.pending_restart)) if r)
+        return self._reason
+
     def _set_state(self, state: SessionState, reason: str = "") -> None:
-        self._state, self.state_reason = state, reason
+        self._state, self._reason = state, reason
         self._state_changed()
 
     def _state_changed(self) -> None:
@@ -87,6 +135,14 @@ class Manager:
             if self.session is not None:
                 return  # already running: starting is idempotent, as with systemctl start
             self._set_state(SessionState.STARTING)
+            try:
+                # An edited file counts from the next start, reloaded or not.
+                config = await asyncio.to_thread(load_config, self.config_path)
+            except BootTorrentError as e:
+                self._set_state(SessionState.FAILED, str(e))
+                raise
+            if config != self.config:
+                self._take(config)
             session = self._new_session(self.config, self.library, self.registry,
                                         self.state_dir, self.runtime_dir, self._state_changed)
             try:
@@ -100,6 +156,8 @@ class Manager:
                 raise BootTorrentError(f"the session failed to start: {e}") from e
             self.session = session
             self._set_state(SessionState.RUNNING)
+            for cb in self.on_config_change:
+                cb()
 
     async def stop_session(self, *, forget: bool = True) -> None:
         async with self._lifecycle:
@@ -111,6 +169,8 @@ class Manager:
             self._set_state(SessionState.STOPPING)
             await session.stop(forget=forget)
             self._set_state(SessionState.STOPPED)
+            for cb in self.on_config_change:
+                cb()
 
     async def restore_session(self) -> None:
         """Bring back a session that ran when the daemon last stopped or died."""
@@ -154,6 +214,9 @@ class Manager:
             self._building = False
         log.info("built the phase-1 image for kernel %s: vmlinuz %d bytes, initrd %d bytes",
                  manifest.kernel_version, manifest.vmlinuz["size"], manifest.initrd["size"])
+        if self.session is not None:
+            # GRUB's config said "not built" until now.
+            await self.session.boot_plans_changed()
         return manifest
 
     def _progress_threadsafe(self) -> Callable[[str, str, int, int], None]:
@@ -219,11 +282,27 @@ class Manager:
             await asyncio.to_thread(load_os_config, folder, folder.name)
 
         await asyncio.to_thread(write_atomic, self.config_path, text)
-        self.config = config
+        self._take(config)
         log.info("imported the configuration of %s into %s", project, self.config_path)
         for folder in folders:
             await self.add_os(folder.name, str(folder))
         return [f.name for f in folders]
+
+
+def _restart_reason(keys: tuple[str, ...]) -> str:
+    return f"restart the session to apply: {', '.join(keys)}" if keys else ""
+
+
+def _describe(changes: Changes, manager: Manager) -> str:
+    if not changes:
+        return "no change"
+    parts = []
+    if changes.live:
+        parts.append(f"applied {', '.join(changes.live)}")
+    if changes.restart:
+        when = "from the next session start" if manager.session is not None else "at the next start"
+        parts.append(f"{', '.join(changes.restart)} {when}")
+    return "; ".join(parts)
 
 
 def _mac(text: str) -> str:

@@ -84,6 +84,9 @@ if [ -n "$mac" ] && ip link set eth0 up &&
 fi
 hostname "demo-$(echo "$mac" | tr -d : | tail -c 7)"
 echo "@MARKER@ host=$(hostname) mac=$mac ip=$ip kernel=$(uname -r)"
+# Secure Boot on: the kernel locks itself down ([integrity]).
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+echo "@NAME@: lockdown $(cat /sys/kernel/security/lockdown 2>/dev/null || echo unknown)"
 echo "@NAME@: booted from the swarm; powering off."
 sync
 poweroff -f

@@ -208,16 +208,22 @@ def daemon_page() -> str:
         "on the first D-Bus call to it (bus activation). It starts idle: no network "
         "interface is touched and no child runs until a boot session is started with "
         "boottorrentctl start. A session brings up the boot address on the configured "
-        "interface and runs dnsmasq (DHCP and TFTP), the boot HTTP server, a BitTorrent "
-        "tracker and transmission-daemon as the seed. The children run as the "
-        "unprivileged system user boottorrent; their output goes to the journal under "
-        "the identifiers boottorrentd-dnsmasq, boottorrentd-transmission and "
-        "boottorrentd-opentracker (or boottorrentd-hefur)."
+        "interface and runs dnsmasq (DHCP and TFTP), the boot HTTP server, the daemon's "
+        "own BitTorrent tracker and the seed (the daemon's libtorrent program, or "
+        "transmission-daemon). The children run as the unprivileged system user "
+        "boottorrent; their output goes to the journal under the identifiers "
+        "boottorrentd-dnsmasq, boottorrentd-tracker and boottorrentd-ltseed (or "
+        "boottorrentd-transmission)."
     )]
     lines += [".PP", *para(
         "Under systemd the daemon reports READY=1 once it owns its bus name, keeps STATUS= "
         "up to date with the session state, and pings the watchdog (WatchdogSec=). It "
-        "refuses to start on an invalid configuration and names the wrong key and the fix."
+        "refuses to start on an invalid configuration and names the wrong key and the fix. "
+        "SIGHUP (systemctl reload boottorrentd, Type=notify-reload) reads the configuration "
+        "again, as boottorrentctl reload does: an invalid file is refused and changes "
+        "nothing; a running session takes the menu, timeout, seed time and client "
+        "settings at the next boot request, and its state reason names the settings that "
+        "wait for a restart of the session."
     )]
     lines += section("OPTIONS") + _options(_visible(p), prog)
     lines += section("ENVIRONMENT")
@@ -250,8 +256,7 @@ def daemon_page() -> str:
     lines += section("SEE ALSO")
     lines += ["\\fBboottorrentctl\\fR(1), \\fBboottorrent.yaml\\fR(5), "
               "\\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1), \\fBbusctl\\fR(1), "
-              "\\fBdnsmasq\\fR(8), \\fBtransmission\\-daemon\\fR(1), "
-              "\\fBopentracker\\fR(1)"]
+              "\\fBdnsmasq\\fR(8)"]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from boottorrentlab.devkit.lan import Netns
 
 PXE_CLIENT = b"PXEClient".hex()
+# The `arch` of pxe() for a machine that is no PXE client: a plain DHCPDISCOVER.
+PLAIN_CLIENT = -1
 
 # udhcpc runs this at every state change; it prints what the server sent and configures
 # the address, as a real client would (renewals and releases are sent from it).
@@ -21,6 +23,7 @@ esac
 
 # A PXE ROM's side of the exchange, which udhcpc cannot play (it takes the first offer):
 #   probe IFACE ARCH USERCLASS discover              broadcast DHCPDISCOVER, print all offers
+#                                                    (ARCH -1: a plain client, no PXE options)
 #   probe IFACE ARCH USERCLASS request SERVER ITEM   ask SERVER:4011 for the boot file, from
 #                                                    the address the interface has (ITEM: hex
 #                                                    of the PXE boot item, "" for none)
@@ -38,9 +41,10 @@ def opt(code, data):
 
 opts = opt(53, bytes([1 if mode == "discover" else 3]))
 opts += opt(55, bytes([1, 3, 43, 60, 66, 67, 97, 175]))
-opts += opt(60, f"PXEClient:Arch:{arch:05d}:UNDI:002001".encode())
-opts += opt(93, arch.to_bytes(2, "big")) + opt(94, bytes([1, 2, 1]))
-opts += opt(97, bytes(1) + mac * 2 + bytes(4))
+if arch >= 0:
+    opts += opt(60, f"PXEClient:Arch:{arch:05d}:UNDI:002001".encode())
+    opts += opt(93, arch.to_bytes(2, "big")) + opt(94, bytes([1, 2, 1]))
+    opts += opt(97, bytes(1) + mac * 2 + bytes(4))
 if user_class:
     opts += opt(77, user_class.encode())
 ciaddr = bytes(4)

@@ -4,6 +4,7 @@ Routes (every 4xx carries a reason a person can act on):
 
     GET  /boot.ipxe                    the same tiny script for every machine: chains to
     GET  /boot/{mac}.ipxe              the machine's own script (menu, direct boot, or why not)
+    GET  /uefi/{loader}                UEFI HTTP Boot's first loader (iPXE for UEFI)
     GET  /phase1/{vmlinuz,initrd.img}  the phase-1 image, from phase1_dir
     GET  /torrents/{name}.torrent      an OS's torrent
     GET  /os/{name}/boot.json          what phase-1 needs to fetch and start an OS
@@ -32,6 +33,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from boottorrentd.boot.loaders import loaders
 from boottorrentd.boot.plan import boot_env, boot_json, plan_boot, render_chain, render_ipxe
 from boottorrentd.clients.registry import Registry, Stage
 from boottorrentd.config import Config
@@ -115,6 +117,7 @@ class BootServer:
         app = web.Application(client_max_size=MAX_REPORT + 1)
         app.router.add_get("/boot.ipxe", self._chain)
         app.router.add_get(r"/boot/{mac:[^/]+}.ipxe", self._boot_script)
+        app.router.add_get("/uefi/{file}", self._uefi_loader)
         app.router.add_get("/phase1/{file}", self._phase1)
         app.router.add_get(r"/torrents/{name:[^/]+}.torrent", self._torrent)
         app.router.add_get("/os/{name}/boot.json", self._boot_json)
@@ -163,7 +166,7 @@ class BootServer:
             raise _reason(web.HTTPBadRequest, str(exc)) from None
         cfg = self.cfg
         plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg)
-        ready = await asyncio.to_thread(self._phase1_ready)
+        ready = await asyncio.to_thread(self.phase1_ready)
         script = render_ipxe(plan, server=self.server_address, phase1_ready=ready,
                              cmdline_extra=cfg.client.extra_cmdline)
         if request.method == "GET":
@@ -172,7 +175,19 @@ class BootServer:
         log.debug("boot plan for %s: %s (%s)", mac, plan.kind, plan.reason)
         return web.Response(text=script, content_type=IPXE_TYPE)
 
-    def _phase1_ready(self) -> bool:
+    async def _uefi_loader(self, request: web.Request) -> web.StreamResponse:
+        served = loaders(self.cfg.boot.uefi_loader)
+        name = request.match_info["file"]
+        if name != served.http_boot:
+            raise _reason(web.HTTPNotFound,
+                          f"no UEFI loader {name!r}; UEFI HTTP Boot gets {served.http_boot}")
+        if not await asyncio.to_thread(_regular_file, served.http_boot_file):
+            raise _reason(web.HTTPNotFound, f"{served.http_boot_file} is missing; install "
+                          "it with 'apt install ipxe'")
+        return web.FileResponse(served.http_boot_file,
+                                headers={"Content-Type": "application/efi"})
+
+    def phase1_ready(self) -> bool:
         return all(_regular_file(self.phase1_dir / name) for name in PHASE1_FILES)
 
     async def _phase1(self, request: web.Request) -> web.StreamResponse:

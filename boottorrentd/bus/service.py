@@ -217,9 +217,10 @@ MANAGER_PROPERTIES = (
     BusProperty("Version", "s", lambda manager: __version__),
     BusProperty("State", "s", attrgetter("state")),
     BusProperty("StateReason", "s", attrgetter("state_reason")),
-    BusProperty("Interface", "s", attrgetter("config.dnsmasq.interface")),
-    BusProperty("HostAddress", "s", lambda manager: str(manager.config.boot_network)),
-    BusProperty("HTTPPort", "q", attrgetter("config.http.port")),
+    # The configuration the session runs on (when stopped: the file's, for the next start).
+    BusProperty("Interface", "s", attrgetter("config_in_use.dnsmasq.interface")),
+    BusProperty("HostAddress", "s", lambda manager: str(manager.config_in_use.boot_network)),
+    BusProperty("HTTPPort", "q", attrgetter("config_in_use.http.port")),
     BusProperty("Children", "aa{sv}", _children),
     BusProperty("Seeding", "aa{sv}", _seeding),
     BusProperty("ConfigFile", "s", lambda manager: str(manager.config_path)),
@@ -230,6 +231,9 @@ MANAGER_PROPERTIES = (
 # What a change of the session's state changes.
 _STATE_PROPERTIES = [p for p in MANAGER_PROPERTIES
                      if p.name in ("State", "StateReason", "Children", "Seeding")]
+# What a reload or a start or stop of the session may change.
+_CONFIG_PROPERTIES = [p for p in MANAGER_PROPERTIES
+                      if p.name in ("Interface", "HostAddress", "HTTPPort")]
 
 
 @_exports(MANAGER_PROPERTIES, model="manager")
@@ -244,6 +248,7 @@ class ManagerInterface(ServiceInterface):
         manager.on_os_removed.append(self._unexport_os)
         manager.on_progress.append(self._progress)
         manager.on_state_change.append(self._state_changed)
+        manager.on_config_change.append(self._config_changed)
         manager.on_build_progress.append(self.BuildProgress)
         for entry in manager.library.entries.values():
             self._export_os(entry)
@@ -265,6 +270,9 @@ class ManagerInterface(ServiceInterface):
 
     def _state_changed(self) -> None:
         self.emit_properties_changed({p.name: p.read(self.manager) for p in _STATE_PROPERTIES})
+
+    def _config_changed(self) -> None:
+        self.emit_properties_changed({p.name: p.read(self.manager) for p in _CONFIG_PROPERTIES})
 
     def _export_os(self, entry: OSEntry) -> None:
         iface = OSInterface(entry)
@@ -334,6 +342,13 @@ class ManagerInterface(ServiceInterface):
     async def StopSession(self):
         await auth.require_manage(self.bus, "StopSession")
         await self.manager.stop_session()
+
+    @method()
+    @_dbus_errors
+    async def Reload(self) -> "asas":
+        await auth.require_manage(self.bus, "Reload")
+        changes = await self.manager.reload()
+        return [list(changes.live), list(changes.restart)]
 
     @method()
     @_dbus_errors

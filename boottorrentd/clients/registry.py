@@ -112,6 +112,8 @@ class Registry:
         self.clients: dict[str, Client] = {}
         self.on_change: list[ChangeListener] = []
         self.on_new: list[NewListener] = []
+        # Told after every change of the assignments, known machine or not.
+        self.on_assignments: list[Callable[[], None]] = []
         self._clock = clock
         self._assignments: dict[str, str] = self._load()
         self._write_lock = threading.Lock()
@@ -215,6 +217,7 @@ class Registry:
         self._save()
         if mac in self.clients:
             self._apply(self.clients[mac], {"assigned_os": os}, new=False)
+        self._assignments_changed()
 
     def unassign(self, mac: str) -> None:
         """Give the machine `mac` the menu again; nothing happens if it had no assignment."""
@@ -224,6 +227,7 @@ class Registry:
         self._save()
         if mac in self.clients:
             self._apply(self.clients[mac], {"assigned_os": ""}, new=False)
+        self._assignments_changed()
 
     async def flush(self) -> None:
         """Wait until the assignments are on disk; OSError if the last save failed."""
@@ -234,6 +238,10 @@ class Registry:
                           "the log says why")
 
     # --- internals -----------------------------------------------------------------------
+
+    def _assignments_changed(self) -> None:
+        for listener in list(self.on_assignments):
+            listener()
 
     def _client(self, mac: str) -> tuple[Client, bool]:
         client = self.clients.get(mac)

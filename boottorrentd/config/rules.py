@@ -28,7 +28,7 @@ def _default_os_is_shown(cfg: Config, source: str) -> None:
 
 def _trackers_agree(cfg: Config, source: str) -> None:
     kind = cfg.tracker.kind
-    if cfg.hefur.enable and kind in ("opentracker", "none"):
+    if cfg.hefur.enable and kind in ("builtin", "opentracker", "none"):
         raise ConfigError(
             source,
             "hefur.enable",
@@ -69,11 +69,12 @@ def _host_ip_is_a_host(cfg: Config, source: str) -> None:
 
 def _dhcp_range_fits(cfg: Config, source: str) -> None:
     net, rng = cfg.boot_network, cfg.dhcp_range
-    if cfg.dhcp.mode == "full" and rng.end is None:
+    if cfg.dhcp.mode != "proxy" and rng.end is None:
         raise ConfigError(
             source,
             "dnsmasq.dhcp_range",
-            f"{cfg.dnsmasq.dhcp_range!r} has no end address, which only proxyDHCP allows; "
+            f"{cfg.dnsmasq.dhcp_range!r} has no end address, which only proxyDHCP allows "
+            f"(dhcp.mode {cfg.dhcp.mode} may serve full DHCP); "
             f'{RANGE_EXAMPLE}, or set "dhcp.mode: proxy"',
         )
     outside = [ip for ip in (rng.start, rng.end) if ip is not None and ip not in net.network]

@@ -92,12 +92,13 @@ class DnsmasqSection:
         "Addresses handed to clients, in dnsmasq's form start,end[,netmask][,lease]; the "
         "lease is seconds, a number with s/m/h/d/w, or infinite. The addresses must lie "
         "in host_ip's subnet. With dhcp.mode proxy this only names the subnet (a single "
-        "address is enough).",
+        "address is enough); dhcp.mode auto needs a full range, as it may serve full DHCP.",
         check=check_dhcp_range,
     )
     enable_tftp: bool = key(
         True,
-        "Serve the iPXE loader over TFTP to clients whose firmware does not run iPXE yet.",
+        "Serve the first loader over TFTP to clients whose firmware does not run iPXE yet "
+        "(iPXE; for UEFI shim and GRUB, with GRUB's config and phase-1).",
     )
 
 
@@ -105,13 +106,15 @@ class DnsmasqSection:
 class OpentrackerSection:
     enable: bool = key(
         True,
-        "Run a BitTorrent tracker for the boot swarm. With tracker.kind auto, false here "
+        "Run a BitTorrent tracker for the boot swarm (the seed's name; the daemon's own "
+        "tracker unless tracker.kind says otherwise). With tracker.kind auto, false here "
         "and hefur.enable false mean no tracker at all; aria2.bt_enable_lpd must then be "
         "true.",
     )
     port: int = key(
         10001,
-        "Port of the tracker on host_ip (also used by hefur unless hefur.enable chose it).",
+        "Port of the tracker on host_ip, whichever tracker runs (hefur.port when "
+        "hefur.enable chose hefur).",
         **_PORT,
     )
 
@@ -194,11 +197,34 @@ class NetworkSection:
 @dataclass(frozen=True)
 class DhcpSection:
     mode: str = key(
-        "full",
-        "full: dnsmasq hands out addresses from dnsmasq.dhcp_range. proxy: proxyDHCP beside "
-        "an existing DHCP server, which keeps handing out the addresses; dhcp_range then "
-        "only names the subnet.",
-        choices=("full", "proxy"),
+        "auto",
+        "auto: before it starts, the session looks for another DHCP server on the boot "
+        "interface (one DHCPDISCOVER, no lease taken); with none it serves full DHCP, beside "
+        "one it serves proxyDHCP, and the session's status names that server. full: dnsmasq "
+        "hands out addresses from dnsmasq.dhcp_range; the session refuses to start when "
+        "another DHCP server answers. proxy: proxyDHCP beside an existing DHCP server, which "
+        "keeps handing out the addresses (dhcp_range then only names the subnet); no probe. "
+        "While it serves full DHCP, the session keeps probing and turns degraded when "
+        "another server appears.",
+        choices=("auto", "full", "proxy"),
+    )
+    probe_seconds: int = key(
+        4,
+        "How long a probe for other DHCP servers listens for their offers. Servers may "
+        "first ping the address they offer (dnsmasq for 3 s, ISC dhcpd for 1 s), so a "
+        "shorter time can miss them; every session start in mode auto or full waits this "
+        "long.",
+        minimum=1,
+        maximum=60,
+        unit="seconds",
+    )
+    watch_seconds: int = key(
+        15,
+        "While the session serves full DHCP, seconds between two probes for other DHCP "
+        "servers. A server seen makes the session degraded; it counts as gone after two "
+        "probes without it.",
+        minimum=1,
+        unit="seconds",
     )
 
 
@@ -206,11 +232,13 @@ class DhcpSection:
 class TrackerSection:
     kind: str = key(
         "auto",
-        "Which tracker runs. auto: hefur when hefur.enable is true or hefur is installed, "
-        "else opentracker (none when opentracker.enable and hefur.enable are both false). "
-        "none: clients find peers by local peer discovery only (needs aria2.bt_enable_lpd). "
-        "The tracker listens on opentracker.port, or hefur.port when hefur.enable chose it.",
-        choices=("auto", "hefur", "opentracker", "none"),
+        "Which tracker runs. auto: the daemon's own tracker (boottorrentd-tracker), or "
+        "hefur when hefur.enable is true (none when opentracker.enable and hefur.enable "
+        "are both false). builtin: the daemon's own tracker. opentracker, hefur: those "
+        "programs, when installed. none: clients find peers by local peer discovery only "
+        "(needs aria2.bt_enable_lpd). The tracker listens on opentracker.port, or "
+        "hefur.port when hefur.enable chose it.",
+        choices=("auto", "builtin", "hefur", "opentracker", "none"),
     )
     announce_interval: int = key(
         15,
@@ -274,6 +302,18 @@ class ClientSection:
 
 
 @dataclass(frozen=True)
+class LoaderSection:
+    uefi_loader: str = key(
+        "shim",
+        "The first loader UEFI x86-64 machines get from their firmware's PXE or HTTP boot. "
+        "shim: Debian's signed chain (shim, then GRUB, then the Debian-signed phase-1 "
+        "kernel), which boots with Secure Boot on or off. ipxe: iPXE (snponly.efi), which "
+        "a machine with Secure Boot on refuses.",
+        choices=("shim", "ipxe"),
+    )
+
+
+@dataclass(frozen=True)
 class ChildrenSection:
     user: str | None = key(
         None,
@@ -333,7 +373,8 @@ class Config:
     )
     opentracker: OpentrackerSection = field(
         default_factory=OpentrackerSection,
-        metadata=section_doc("The BitTorrent tracker that introduces the clients to each other."),
+        metadata=section_doc("The BitTorrent tracker that introduces the clients to each "
+                             "other (the seed's section name; tracker.kind chooses which)."),
     )
     aria2: Aria2Section = field(
         default_factory=Aria2Section,
@@ -341,7 +382,7 @@ class Config:
     )
     hefur: HefurSection = field(
         default_factory=HefurSection,
-        metadata=section_doc("The hefur tracker, an alternative to opentracker."),
+        metadata=section_doc("The hefur tracker, an alternative to the daemon's own."),
     )
     transmission: TransmissionSection = field(
         default_factory=TransmissionSection,
@@ -371,6 +412,10 @@ class Config:
         default_factory=ClientSection,
         metadata=section_doc("The phase-1 client environment."),
     )
+    boot: LoaderSection = field(
+        default_factory=LoaderSection,
+        metadata=section_doc("What the machines' firmware loads first."),
+    )
     children: ChildrenSection = field(
         default_factory=ChildrenSection,
         metadata=section_doc("The programs the daemon runs for a boot session."),
@@ -386,10 +431,10 @@ class Config:
 
     @property
     def tracker_kind(self) -> str:
-        """The effective tracker: "auto" (decided by what is installed), "hefur",
+        """The effective tracker: "auto" (the daemon's own), "builtin", "hefur",
         "opentracker" or "none"."""
         kind = self.tracker.kind
-        if kind in ("hefur", "none"):
+        if kind in ("builtin", "hefur", "none"):
             return kind
         if self.hefur.enable:
             # parse_config refuses hefur.enable beside tracker.kind opentracker.

@@ -1,6 +1,10 @@
 """A boot session: the boot address, the tracker, the seed, the boot HTTP server and
 dnsmasq, started in that order (each needs the one before) and stopped in reverse.
 
+Before any child runs, the session looks for another DHCP server on the boot interface
+(dhcpprobe.py) and decides whether dnsmasq serves full DHCP or proxyDHCP; while it serves
+full DHCP it keeps looking, and is degraded while another server answers.
+
 Data flows one way: the config and the library go in; the children are rendered from
 them. The session records what it claimed in <state>/session.json so that a daemon
 restarted mid-session undoes the old claim and brings the session back.
@@ -15,15 +19,17 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from boottorrentd.boot.http import BootServer
+from boottorrentd.boot.plan import grub_config
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
 from boottorrentd.library.store import Library, OSEntry
 from boottorrentd.library.torrent import with_announce
-from boottorrentd.session import network
+from boottorrentd.session import dhcpprobe, network
 from boottorrentd.session.children.dnsmasq import Dnsmasq
 from boottorrentd.session.children.tracker import Tracker
 from boottorrentd.session.seeder import SeedEngine, make_seeder
@@ -83,15 +89,27 @@ class Session:
         self.http: BootServer | None = None
         self.dnsmasq: Dnsmasq | None = None
         self.seeding: list[TorrentStats] = []
+        self.dhcp: dhcpprobe.DhcpDecision | None = None  # decided at start
+        self.dhcp_watch = dhcpprobe.Watch()
         self.started_at = 0.0
         self._tasks: list[asyncio.Task] = []
+        self._grub_lock = asyncio.Lock()
         self._running = False
 
     # --- what the daemon shows -----------------------------------------------------------
 
     @property
     def degraded(self) -> bool:
-        return self._running and self.supervisor.degraded
+        return self._running and (self.supervisor.degraded or bool(self.dhcp_watch.present))
+
+    @property
+    def reason(self) -> str:
+        """Why the running session is degraded or serves DHCP the way it does; "" when
+        there is nothing to explain."""
+        down = [f"child {c.spec.name}: {c.state}" for c in self.supervisor.children.values()
+                if c.state != ChildState.RUNNING]
+        dhcp = self.dhcp.reason if self.dhcp else ""
+        return "; ".join(r for r in (self.dhcp_watch.reason, *down, dhcp) if r)
 
     def children(self) -> list[ChildStatus]:
         return [ChildStatus(c.spec.name, c.state, c.pid, c.uptime, c.restarts)
@@ -144,6 +162,9 @@ class Session:
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "torrents").mkdir(parents=True)
         user = children_user(cfg)
+        probe_mac = dhcpprobe.host_probe_mac(cfg.dnsmasq.interface)
+        # Before any child: with full DHCP beside another server, nothing may start.
+        self.dhcp = dhcp = await self._choose_dhcp(probe_mac)
 
         self.tracker = Tracker(cfg, self.dir / "tracker", user=user)
         entries = list(self.library.entries.values())
@@ -166,10 +187,90 @@ class Session:
         )
         await self.http.start()
 
-        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", user=user)
+        self.dnsmasq = Dnsmasq(cfg, self.dir / "dnsmasq", dhcp_mode=dhcp.mode,
+                               ignore_mac=dhcpprobe.format_mac(probe_mac), user=user,
+                               phase1_dir=self.phase1_dir.absolute())
         dnsmasq_spec: ChildSpec = await asyncio.to_thread(self.dnsmasq.prepare)
+        await self.boot_plans_changed()
+        self.registry.on_assignments.append(self._rewrite_grub_config_soon)
         self._tasks.append(asyncio.create_task(self._consume_leases(), name="leases"))
         await self.supervisor.start(dnsmasq_spec)
+        if dhcp.mode == "full" and self._probes():
+            self._tasks.append(asyncio.create_task(self._watch_dhcp(probe_mac),
+                                                   name="dhcp-watch"))
+
+    # --- other DHCP servers ----------------------------------------------------------------
+
+    def _probes(self) -> bool:
+        """Whether this session looks for other DHCP servers: only where it may serve full
+        DHCP (proxyDHCP is made to run beside one)."""
+        return self.config.dnsmasq.enable_dhcp and self.config.dhcp.mode != "proxy"
+
+    async def _probe(self, probe_mac: bytes) -> list[IPv4Address]:
+        """The other DHCP servers that answer a DISCOVER on the boot interface now."""
+        cfg = self.config
+        with dhcpprobe.DhcpProbe(cfg.dnsmasq.interface, probe_mac) as probe:
+            offers = await probe.discover(cfg.dhcp.probe_seconds)
+        return dhcpprobe.servers(offers, own=cfg.boot_network.ip)
+
+    async def _choose_dhcp(self, probe_mac: bytes) -> dhcpprobe.DhcpDecision:
+        cfg = self.config
+        if not self._probes():
+            return dhcpprobe.DhcpDecision("proxy" if cfg.dhcp.mode == "proxy" else "full")
+        decision = dhcpprobe.decide(cfg.dhcp.mode, await self._probe(probe_mac),
+                                    cfg.dnsmasq.interface)
+        if decision.reason:
+            log.info("%s", decision.reason)
+        return decision
+
+    async def _watch_dhcp(self, probe_mac: bytes) -> None:
+        """Probe every dhcp.watch_seconds while serving full DHCP; another server seen
+        makes the session degraded until it has been missed twice in a row."""
+        cfg = self.config
+        while True:
+            await asyncio.sleep(cfg.dhcp.watch_seconds)
+            try:
+                seen = await self._probe(probe_mac)
+            except (BootTorrentError, OSError) as e:
+                log.warning("could not look for other DHCP servers: %s", e)
+                continue
+            if not self.dhcp_watch.update(seen):
+                continue
+            if self.dhcp_watch.present:
+                log.warning("%s", self.dhcp_watch.reason)
+            else:
+                log.info("no other DHCP server answers on %s any more", cfg.dnsmasq.interface)
+            self.on_change()
+
+    def reconfigure(self, config: Config) -> None:
+        """Go on with `config`, which differs from the running one only in keys that the
+        boot HTTP server reads per request (config/changes.py says which)."""
+        self.config = config
+        if self.http is not None:
+            self.http.cfg = config
+        # The menu, default and timeout are in GRUB's config too.
+        self._rewrite_grub_config_soon()
+
+    async def boot_plans_changed(self) -> None:
+        """Rewrite GRUB's config from the current boot plans: UEFI machines read it over
+        TFTP, which cannot ask the boot plan per request as the HTTP server does."""
+        cfg = self.config
+        if self.dnsmasq is None or self.http is None or cfg.boot.uefi_loader != "shim" \
+                or not cfg.dnsmasq.enable_tftp:
+            return
+        # One at a time, each from the state when it runs: the last write is the newest.
+        async with self._grub_lock:
+            oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
+            ready = await asyncio.to_thread(self.http.phase1_ready)
+            text = grub_config(oss, self.registry.assignments, cfg,
+                               server=self.http.server_address, phase1_ready=ready)
+            await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
+
+    def _rewrite_grub_config_soon(self) -> None:
+        if self._running:
+            self._tasks = [task for task in self._tasks if not task.done()]
+            self._tasks.append(asyncio.create_task(self.boot_plans_changed(),
+                                                   name="grub-config"))
 
     def _download_starting(self, _entry: OSEntry) -> None:
         # The machine that fetched the torrent connects to the seed within seconds.
@@ -201,13 +302,13 @@ class Session:
         entries = list(self.library.entries.values())
         hashes = [e.torrent.infohash for e in entries]
         if self.tracker and self.tracker.set_infohashes(hashes):
-            # The child is named after the tracker program (opentracker or hefur).
-            self.supervisor.send_signal(self.tracker.kind, self.tracker.reload_signal)
+            self.supervisor.send_signal(self.tracker.child_name, self.tracker.reload_signal)
             # A first announce the tracker refuses is retried only after minutes.
             await self.tracker.wait_whitelisted(hashes, timeout=10)
         await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
         await self.seeder.set_torrents(entries)
+        await self.boot_plans_changed()
 
     async def _consume_leases(self) -> None:
         assert self.dnsmasq is not None
@@ -237,6 +338,8 @@ class Session:
         log.info("session stopped")
 
     async def _teardown(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.registry.on_assignments.remove(self._rewrite_grub_config_soon)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

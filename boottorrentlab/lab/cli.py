@@ -21,6 +21,7 @@ from boottorrentlab.devkit.shell import CommandError
 
 from .config import DEFAULT_TIMEOUT, HTTP_PORT, LabConfig, LabError, missing_prerequisites
 from .core import Lab
+from .machines import FIRMWARES
 from .phase1cache import PHASE1_CACHE, ensure_phase1
 from .screen import Screen, summary
 
@@ -41,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave the lab running at the end (prints how to remove it)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"give up after this long (default {DEFAULT_TIMEOUT:.0f})")
+    parser.add_argument("--firmware", choices=(*FIRMWARES, "mixed"), default="bios",
+                        help="the machines' firmware: bios (SeaBIOS, the NIC's iPXE ROM), "
+                        "uefi (OVMF's own PXE), secureboot (OVMF with Secure Boot "
+                        "enforced), httpboot (OVMF's UEFI HTTP Boot), or mixed (bios, uefi "
+                        "and secureboot in turn); default bios")
     parser.add_argument("--memory", type=int, default=512, metavar="MB",
                         help="RAM per machine (default 512)")
     parser.add_argument("--seed-time", type=int, default=5, metavar="SECONDS",
@@ -143,10 +149,10 @@ def _run(lab: Lab, args: argparse.Namespace, out: TextIO) -> int:
     lab.start_session()
     print(f"  boot session running: DHCP, TFTP, HTTP on {lab.server}, tracker, seed of "
           f"{os_name}", file=out)
-    print(f"Powering on {args.clients} QEMU machine(s) (TCG, {args.memory} MB, PXE from a "
-          f"virtio NIC) ...", file=out, flush=True)
+    print(f"Powering on {args.clients} QEMU machine(s) (TCG, {args.memory} MB, firmware "
+          f"{args.firmware}, PXE from a virtio NIC) ...", file=out, flush=True)
     screen = Screen(out, lab, marker)
-    lab.boot(args.clients)
+    lab.boot(args.clients, args.firmware)
     try:
         outcome = lab.wait(marker=marker, timeout=args.timeout, on_poll=screen.update)
     finally:

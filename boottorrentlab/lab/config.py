@@ -66,6 +66,9 @@ class LabConfig:
             "tracker": {"announce_interval": self.announce_interval},
             "http": {"port": HTTP_PORT},
             "client": {"extra_cmdline": self.extra_cmdline},
+            # The lab's LAN is its own: no other DHCP server can answer, so the probe
+            # before the session serves DHCP need not wait the full default.
+            "dhcp": {"probe_seconds": 1},
         }
         for section, values in self.extra.items():
             doc.setdefault(section, {}).update(values)

@@ -140,25 +140,34 @@ class Lab:
 
     # --- machines ------------------------------------------------------------------------
 
-    def add_vm(self) -> VM:
-        """A machine's tap on the bridge and its MAC; power it on with power_on()."""
+    def add_vm(self, firmware: str = "bios") -> VM:
+        """A machine's tap on the bridge and its MAC; power it on with power_on().
+
+        `firmware`: bios, uefi, secureboot or httpboot (machines.FIRMWARES).
+        """
         index = len(self.vms) + 1
         if index > 255:
             raise LabError("the lab numbers at most 255 machines")
-        vm = machines.new_vm(self.net.lan, index, self.workdir)
+        problem = machines.missing_firmware(firmware)
+        if problem:
+            raise LabError(problem)
+        vm = machines.new_vm(self.net.lan, index, self.workdir, firmware)
         self.vms.append(vm)
         return vm
 
     def power_on(self, vm: VM) -> None:
-        """Start the machine: PXE from its virtio NIC (iPXE ROM), console to a file."""
+        """Start the machine: PXE from its virtio NIC, console to a file."""
         machines.power_on(vm, self.net.lan, self.memory_mb)
 
     def type_into(self, vm: VM, text: str) -> None:
         """Send `text` to the machine's serial console, as typed on its keyboard."""
         machines.type_into(vm, text)
 
-    def boot(self, count: int = 1) -> list[VM]:
-        vms = [self.add_vm() for _ in range(count)]
+    def boot(self, count: int = 1, firmware: str = "bios") -> list[VM]:
+        """Power on `count` new machines; firmware "mixed" takes bios, uefi and
+        secureboot in turn."""
+        kinds = machines.MIXED if firmware == "mixed" else (firmware,)
+        vms = [self.add_vm(kinds[i % len(kinds)]) for i in range(count)]
         for vm in vms:
             self.power_on(vm)
         return vms

@@ -1,4 +1,10 @@
-"""The lab's client machines: QEMU (TCG) PXE-booting from a tap on the lab's bridge."""
+"""The lab's client machines: QEMU (TCG) PXE-booting from a tap on the lab's bridge.
+
+Firmware: `bios` is SeaBIOS booting the virtio NIC's iPXE ROM; `uefi` is OVMF and
+`secureboot` OVMF with Secure Boot enforced (Microsoft's keys enrolled, as on a PC),
+both with the NIC's ROM off so that the firmware's own PXE runs, as on real hardware;
+`httpboot` is OVMF with PXE off, booting by UEFI HTTP Boot.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,17 @@ from .config import QEMU, TARGET_STAGES
 # per machine number cannot clash with anything.
 MAC_PREFIX = "52:54:00:b7:00"
 
+FIRMWARES = ("bios", "uefi", "secureboot", "httpboot")
+# --firmware mixed: one machine of each in turn.
+MIXED = ("bios", "uefi", "secureboot")
+OVMF_DIR = Path("/usr/share/OVMF")
+# (code, variables template) of each OVMF firmware; the variables are copied per machine.
+OVMF = {
+    "uefi": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+    "secureboot": ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd"),
+    "httpboot": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+}
+
 
 @dataclass
 class VM:
@@ -36,6 +53,7 @@ class VM:
     peak_up: int = 0
     marker_at: float | None = None  # seconds after power-on
     exit_code: int | None = None
+    firmware: str = "bios"  # one of FIRMWARES
 
     @property
     def name(self) -> str:
@@ -48,6 +66,11 @@ class VM:
     @property
     def qemu_log(self) -> Path:
         return self.console.with_name(f"{self.name}-qemu.log")
+
+    @property
+    def vars_file(self) -> Path:
+        """The machine's own UEFI variables (OVMF writes boot entries into them)."""
+        return self.console.with_name(f"{self.name}-vars.fd")
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started if self.started else 0.0
@@ -91,14 +114,50 @@ class VM:
         self.peak_down = self.peak_up = 0
 
 
-def new_vm(lan: Lan, index: int, workdir: Path) -> VM:
+def new_vm(lan: Lan, index: int, workdir: Path, firmware: str = "bios") -> VM:
     """Machine number `index` with its own tap on the lab's bridge."""
+    if firmware not in FIRMWARES:
+        raise ValueError(f"firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
     return VM(index, f"{MAC_PREFIX}:{index:02x}", lan.add_tap(),
-              workdir / f"vm{index}-console.log", workdir / f"vm{index}.sock")
+              workdir / f"vm{index}-console.log", workdir / f"vm{index}.sock",
+              firmware=firmware)
+
+
+def missing_firmware(firmware: str) -> str | None:
+    """Why machines with `firmware` cannot start here (what to install), or None."""
+    files = OVMF.get(firmware, ())
+    if any(not (OVMF_DIR / name).is_file() for name in files):
+        return f"{firmware} machines need OVMF in {OVMF_DIR}: apt-get install ovmf"
+    return None
+
+
+def _firmware_args(vm: VM) -> list[str]:
+    if vm.firmware == "bios":
+        return ["-device", f"virtio-net-pci,netdev=net0,mac={vm.mac}"]
+    code, _ = OVMF[vm.firmware]
+    args = []
+    if vm.firmware == "secureboot":
+        # OVMF keeps its variables (the Secure Boot keys among them) writable only from
+        # SMM: without it, any program could turn Secure Boot off.
+        args += ["-machine", "q35,smm=on",
+                 "-global", "driver=cfi.pflash01,property=secure,value=on"]
+    else:
+        args += ["-machine", "q35"]
+    if vm.firmware == "httpboot":
+        # PXE off (OVMF's knobs): the firmware boots by UEFI HTTP Boot alone.
+        args += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+                 "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
+    return [
+        *args,
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_DIR / code}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vm.vars_file}",
+        # romfile= empty: no iPXE ROM on the NIC, so the firmware's own PXE boots.
+        "-device", f"virtio-net-pci,netdev=net0,mac={vm.mac},romfile=",
+    ]
 
 
 def qemu_command(vm: VM, memory_mb: int) -> list[str]:
-    return [shutil.which(QEMU) or QEMU, "-name", vm.name,
+    return [shutil.which(QEMU) or QEMU, "-name", vm.name, *_firmware_args(vm),
             "-accel", "tcg", "-m", str(memory_mb), "-smp", "1",
             "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
             # A socket to type into (phase-1's rescue shell), logged to a file whether
@@ -107,16 +166,18 @@ def qemu_command(vm: VM, memory_mb: int) -> list[str]:
             f"logfile={vm.console},logappend=off",
             "-serial", "chardev:serial0",
             "-netdev", f"tap,id=net0,ifname={vm.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=net0,mac={vm.mac}",
             # A reset (phase-1 giving up, a kernel panic) ends the process: the lab
             # sees it rather than the machine PXE-booting again forever.
             "-boot", "n", "-no-reboot"]
 
 
 def power_on(vm: VM, lan: Lan, memory_mb: int) -> None:
-    """Start the machine: PXE from its virtio NIC (iPXE ROM), console to a file."""
+    """Start the machine: PXE from its virtio NIC, console to a file."""
     vm.console.unlink(missing_ok=True)
     vm.socket.unlink(missing_ok=True)
+    if vm.firmware in OVMF:
+        # Fresh variables at every power-on: a machine as it left the factory.
+        shutil.copyfile(OVMF_DIR / OVMF[vm.firmware][1], vm.vars_file)
     with open(vm.qemu_log, "w") as log:
         vm.process = lan.popen(*qemu_command(vm, memory_mb), stdin=subprocess.DEVNULL,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

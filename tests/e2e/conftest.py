@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end tests: QEMU machines (TCG) PXE-boot from the real daemon.
 
 Run them alone with `pytest -m e2e tests/e2e`. They need root, qemu-system-x86,
-busybox-static, squashfs-tools and a kernel in /boot (`make deps`). The phase-1 image is
+busybox-static, squashfs-tools, a kernel in /boot, and for the UEFI tests ovmf,
+shim-signed, grub-efi-amd64-signed and sbsigntool (`make deps`). The phase-1 image is
 the one `boottorrentctl lab` caches in /var/cache/boottorrent/lab, rebuilt when this tree's
 builder or agent (or the kernel, or a package in it) changed; the target OSes are built
 once per session. Every test gets its own lab (namespaces, bridge, private bus, daemon),
@@ -75,13 +76,15 @@ def phase1_image() -> Path:
 
 @pytest.fixture(scope="session")
 def oses() -> Iterator[dict[str, images.TargetOS]]:
-    """The target OSes by name: kexec-a, kexec-b (a second kexec OS), bin, live."""
+    """The target OSes by name: kexec-a, kexec-b (a second kexec OS), bin, live, and
+    unsigned (kexec-a's kernel without its Secure Boot signature)."""
     parent = world_readable_tmpdir("bt-e2e-os-")
     built = [
         images.kexec_os(parent, "kexec-a", "BT-E2E-KEXEC-A-OK"),
         images.kexec_os(parent, "kexec-b", "BT-E2E-KEXEC-B-OK"),
         images.bin_os(parent, "bin", "BT-E2E-BIN-OK"),
         images.live_os(parent, "live", "BT-E2E-LIVE-OK"),
+        images.unsigned_kexec_os(parent, "unsigned", "BT-E2E-UNSIGNED-OK"),
     ]
     yield {t.name: t for t in built}
     shutil.rmtree(parent, ignore_errors=True)

@@ -26,6 +26,15 @@ def kexec_os(parent: Path, name: str, marker: str) -> TargetOS:
     return TargetOS(name, demo.folder, marker)
 
 
+def unsigned_kexec_os(parent: Path, name: str, marker: str) -> TargetOS:
+    """The demo OS with its kernel's Secure Boot signature removed (sbattach --remove):
+    the same kernel, which a kernel under lockdown refuses to kexec."""
+    target = kexec_os(parent, name, marker)
+    subprocess.run(["sbattach", "--remove", str(target.folder / "vmlinuz")], check=True,
+                   capture_output=True)
+    return target
+
+
 def bin_os(parent: Path, name: str, marker: str) -> TargetOS:
     """A `bin` OS: a shell script run by phase-1, which prints `marker` (ending in -OK).
 

@@ -497,3 +497,37 @@ def test_concurrent_reads_during_adds_from_threads(daemon, tmp_path):
     assert len(json.loads(daemon.ctl("list-os", "--json").stdout)) == 4
     torrent = read_torrent((daemon.state_dir / "torrents/os0.torrent").read_bytes())
     assert torrent.name == "os0"
+
+
+def test_reload_of_a_stopped_daemon_announces_the_new_configuration(daemon):
+    changed = ("type='signal',interface='org.freedesktop.DBus.Properties',"
+               "member='PropertiesChanged',path='/org/boottorrent1'")
+    # Manager signals of a kind a reload never sends: the monitor shows only `changed`.
+    monitor = daemon.monitor("BuildProgress", changed)
+    try:
+        daemon.config.write_text(daemon.config.read_text()
+                                 + "dnsmasq:\n  interface: bt7\nhttp:\n  port: 8099\n")
+        reloaded = daemon.ctl("reload")
+    finally:
+        time.sleep(0.3)
+        monitor.send_signal(signal.SIGINT)
+        out = monitor.communicate(timeout=10)[0]
+    assert "dnsmasq.interface" in reloaded.stdout and "http.port" in reloaded.stdout
+    announced: dict = {}
+    for line in out.splitlines():
+        event = json.loads(line)
+        if event.get("member") == "PropertiesChanged":
+            announced.update(event["payload"]["data"][1])
+    assert announced["Interface"]["data"] == "bt7"
+    assert announced["HTTPPort"]["data"] == 8099
+    assert daemon.busctl("get-property", *MANAGER, "HTTPPort").stdout.split() == ["q", "8099"]
+
+
+def test_reload_of_a_bad_file_is_refused_with_the_key_and_changes_nothing(daemon):
+    daemon.config.write_text(daemon.config.read_text() + "http:\n  port: eighty\n")
+
+    refused = daemon.ctl("reload", check=False)
+
+    assert refused.returncode == 1
+    assert "http.port: expected a whole number" in refused.stderr
+    assert daemon.busctl("get-property", *MANAGER, "HTTPPort").stdout.split() == ["q", "8080"]

@@ -38,7 +38,7 @@ def udhcpc_script(tmp_path: Path) -> Path:
 
 
 def make_config(lan: Lan, *, mode: str = "full", tftp: bool = True, user: str | None = "nobody",
-                bind_interfaces: bool = True) -> Config:
+                bind_interfaces: bool = True, uefi_loader: str = "shim") -> Config:
     dhcp_range = (f"{lan.address(100)},{lan.address(150)},1h" if mode == "full"
                   else lan.address(0))
     return parse_config({
@@ -46,6 +46,7 @@ def make_config(lan: Lan, *, mode: str = "full", tftp: bool = True, user: str | 
         "dnsmasq": {"interface": "eth0", "user": user, "enable_tftp": tftp,
                     "bind_interfaces": bind_interfaces, "dhcp_range": dhcp_range},
         "dhcp": {"mode": mode},
+        "boot": {"uefi_loader": uefi_loader},
     })
 
 
@@ -99,7 +100,7 @@ def start(ns: Netns, dns: Dnsmasq) -> Server:
 @pytest.mark.parametrize("tftp", [True, False], ids=["tftp", "no-tftp"])
 def test_rendered_config_passes_dnsmasq_test_and_keeps_everything_in_runtime_dir(
         lan: Lan, runtime: Path, mode: str, tftp: bool):
-    dns = Dnsmasq(make_config(lan, mode=mode, tftp=tftp), runtime)
+    dns = Dnsmasq(make_config(lan, mode=mode, tftp=tftp), runtime, dhcp_mode=mode)
     spec = dns.prepare()
     result = subprocess.run([*spec.argv, "--test"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -141,12 +142,13 @@ def test_config_follows_bind_interfaces_and_defaults_to_the_daemons_own_user(lan
     assert "user=dnsmasq" in lines
 
 
-def test_uefi_falls_back_to_ipxe_efi_without_snponly(lan: Lan, runtime: Path, tmp_path: Path):
+def test_uefi_ipxe_falls_back_to_ipxe_efi_without_snponly(lan: Lan, runtime: Path,
+                                                          tmp_path: Path):
     ipxe = tmp_path / "ipxe"
     ipxe.mkdir()
     for name in ("undionly.kpxe", "ipxe.efi"):
         (ipxe / name).write_bytes(name.encode() * 100)
-    dns = Dnsmasq(make_config(lan), runtime, ipxe_dir=ipxe)
+    dns = Dnsmasq(make_config(lan, uefi_loader="ipxe"), runtime, ipxe_dir=ipxe)
     dns.prepare()
     assert "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi" in dns.render_config().splitlines()
     assert (dns.tftp_root / "ipxe.efi").read_bytes() == (ipxe / "ipxe.efi").read_bytes()
@@ -172,8 +174,16 @@ def test_full_dhcp_gives_an_address_in_range_and_the_loader_for_the_clients_firm
 
     for arch in ("0007", "0009"):
         efi = dhcp(cli, udhcpc_script, "-x", f"0x5d:{arch}")  # option 93, client arch
-        assert efi["boot_file"] == "snponly.efi", server.log
+        # The signed chain: shim, which boots with Secure Boot on or off.
+        assert efi["boot_file"] == "shimx64.efi", server.log
         assert efi["siaddr"] == host
+
+    # UEFI HTTP Boot (client arch 16) gets a URL, to iPXE: Debian 12's GRUB has no HTTP.
+    http_boot = dhcp(cli, udhcpc_script, "-V", "HTTPClient", "-x", "0x5d:0010")
+    assert http_boot["boot_file"] == f"http://{host}:8080/uefi/snponly.efi", server.log
+    # The answer must name HTTPClient too, or the firmware ignores it (dnsmasq logs hex).
+    echoed = ":".join(f"{b:02x}" for b in b"HTTPClient")
+    assert f"option: 60 vendor-class  {echoed}" in server.log
 
     # udhcpc sends an unknown option's value as hex: 69505845 is "iPXE" (option 77).
     ipxe = dhcp(cli, udhcpc_script, "-x", "77:69505845")
@@ -184,19 +194,26 @@ def test_full_dhcp_gives_an_address_in_range_and_the_loader_for_the_clients_firm
     dns.close()
 
 
-def test_tftp_serves_the_ipxe_loaders_byte_for_byte_after_dnsmasq_dropped_to_nobody(
+def test_tftp_serves_the_loaders_grub_config_and_phase1_after_dnsmasq_dropped_to_nobody(
         lan: Lan, runtime: Path, udhcpc_script: Path, tmp_path: Path):
     srv, cli = lan.add("srv"), lan.add("cli")
     host = srv.add_address(1)
-    dns = Dnsmasq(make_config(lan, user="nobody"), runtime)
+    phase1 = runtime.parent / "phase1"  # world-readable, as the daemon's state folder
+    phase1.mkdir()
+    (phase1 / "vmlinuz").write_bytes(b"kernel" * 1000)
+    dns = Dnsmasq(make_config(lan, user="nobody"), runtime, phase1_dir=phase1)
     server = start(srv, dns)
+    dns.write_grub_config("echo hello\n")
     assert server.user == "nobody"
     dhcp(cli, udhcpc_script)  # the client's address, as PXE would get it
-    for name in ("undionly.kpxe", dns.efi_loader):
-        out = tmp_path / name
+    wanted = {name: src.read_bytes() for name, src in dns.loaders().items()}
+    assert set(wanted) == {"undionly.kpxe", "shimx64.efi", "grubx64.efi"}
+    wanted |= {"grub/grub.cfg": b"echo hello\n", "phase1/vmlinuz": b"kernel" * 1000}
+    for name, data in wanted.items():
+        out = tmp_path / name.replace("/", "-")
         result = cli.run("busybox", "tftp", "-g", "-r", name, "-l", str(out), host, check=False)
-        assert result.returncode == 0, f"{result.stderr}\n{server.log}"
-        assert out.read_bytes() == (IPXE_DIR / name).read_bytes()
+        assert result.returncode == 0, f"{name}: {result.stderr}\n{server.log}"
+        assert out.read_bytes() == data
     # Nothing else in the TFTP root: only the loaders are served.
     result = cli.run("busybox", "tftp", "-g", "-r", "../dnsmasq.conf", "-l",
                      str(tmp_path / "conf"), host, check=False)
@@ -218,7 +235,7 @@ def test_proxy_dhcp_leaves_the_address_to_the_site_server_and_gives_pxe_the_boot
         "--port=0", "--interface=eth0", "--bind-interfaces", "--no-ping", "--pid-file=",
         f"--dhcp-range={first},{last},1h", f"--dhcp-leasefile={runtime.parent}/site.leases",
     ])
-    dns = Dnsmasq(make_config(lan, mode="proxy"), runtime)
+    dns = Dnsmasq(make_config(lan, mode="proxy"), runtime, dhcp_mode="proxy")
     server = start(srv, dns)
     logs = f"{server.log}\n{site_server.log}"
 
@@ -388,7 +405,8 @@ def test_prepare_again_keeps_the_lease_file_and_rebinds_a_removed_socket(lan: La
 
     asyncio.run(scenario())
     assert dns.lease_file.read_text() == "kept\n"
-    assert sorted(p.name for p in dns.tftp_root.iterdir()) == ["snponly.efi", "undionly.kpxe"]
+    assert sorted(p.name for p in dns.tftp_root.iterdir()) == [
+        "grub", "grubx64.efi", "shimx64.efi", "undionly.kpxe"]
 
 
 def test_prepare_refuses_a_user_that_does_not_exist(lan: Lan, runtime: Path):

@@ -1,9 +1,11 @@
 """The server's seed and tracker on a real LAN: the seed engine (transmission-daemon or
-boottorrentd-ltseed) and opentracker in a server namespace, aria2c in client namespaces,
-all on one bridge.
+boottorrentd-ltseed) and the tracker (the daemon's own, boottorrentd-tracker; opentracker
+where a test says so) in a server namespace, aria2c in client namespaces, all on one
+bridge.
 
 What every engine promises is tested with each (`engine` parametrized); transmission's
-own settings and workarounds only with transmission.
+own settings and workarounds only with transmission. What every tracker promises (the
+whitelist and its SIGHUP) is tested with each (`tracker_kind` parametrized).
 
 transmission's RPC listens on 127.0.0.1 inside the server namespace, out of the test
 process's reach. The test drives the seeder (and awaits every ChildSpec hook) on an
@@ -176,11 +178,12 @@ def sha256(path: Path) -> str:
 # --- the site: a server namespace with a library, its tracker and its seed ---------------
 
 
-def make_config(lan: Lan, engine: str = "transmission", **seeder: Any) -> Config:
+def make_config(lan: Lan, engine: str = "transmission", tracker_kind: str = "builtin",
+                **seeder: Any) -> Config:
     return parse_config({
         "boottorrent": {"version": 0, "host_ip": lan.address(1)},
         "dnsmasq": {"dhcp_range": f"{lan.address(100)},{lan.address(150)},1h"},
-        "tracker": {"kind": "opentracker"},
+        "tracker": {"kind": tracker_kind},
         "seeder": {"engine": engine, **seeder},
     })
 
@@ -241,7 +244,7 @@ class Site:
     @property
     def seeder_child(self) -> str:
         """The seed engine's child: "transmission" or "ltseed"."""
-        (name,) = (n for n in self.specs if n != "opentracker")
+        (name,) = (n for n in self.specs if n != self.tracker.child_name)
         return name
 
     def seed(self, *names: str) -> None:
@@ -269,20 +272,26 @@ def engine() -> str:
 
 
 @pytest.fixture
+def tracker_kind() -> str:
+    """The tracker of `site`; tests of what every tracker does parametrize it."""
+    return "builtin"
+
+
+@pytest.fixture
 def seeder_options() -> dict[str, Any]:
     """More seeder.* keys for `site`."""
     return {}
 
 
 @pytest.fixture
-def site(lan: Lan, tmp_path: Path, engine: str, seeder_options: dict[str, Any]
-         ) -> Iterator[Site]:
+def site(lan: Lan, tmp_path: Path, engine: str, tracker_kind: str,
+         seeder_options: dict[str, Any]) -> Iterator[Site]:
     srv = lan.add("srv")
     srv.add_address(1)
     probe = lan.add("probe")
     probe.add_address(9)
     loop = NetnsLoop(srv.name)
-    cfg = make_config(lan, engine, **seeder_options)
+    cfg = make_config(lan, engine, tracker_kind, **seeder_options)
     state = tmp_path / "state"
     library = Library(state)
     library.load()
@@ -508,7 +517,8 @@ def test_a_machine_that_downloaded_the_os_before_is_sent_it_again_when_it_comes_
     assert site.stats()[site.hashes("alpha")[0]].status == "seeding"
 
 
-def test_opentracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_and_sighup(
+@pytest.mark.parametrize("tracker_kind", ["builtin", "opentracker"])
+def test_the_tracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_and_sighup(
         site: Site) -> None:
     site.add_os("alpha")
     site.start_tracker()
@@ -525,16 +535,47 @@ def test_opentracker_refuses_a_torrent_off_the_whitelist_until_set_infohashes_an
     assert site.tracker.set_infohashes([stranger.upper(), *site.hashes()]) is False
     # Still refused: the running tracker has not been told.
     assert b"failure reason" in announce(site.probe.name, url, stranger)
-    site.procs["opentracker"].send_signal(site.tracker.reload_signal)
+    site.procs[site.tracker.child_name].send_signal(site.tracker.reload_signal)
     # What the session awaits before it adds the torrent to the seed.
     site.loop.run(site.tracker.wait_whitelisted([stranger], 3))
     assert b"failure reason" not in announce(site.probe.name, url, stranger)
 
     # And a hash dropped from the list is refused again after the next SIGHUP.
     assert site.tracker.set_infohashes(site.hashes()) is True
-    site.procs["opentracker"].send_signal(signal.SIGHUP)
+    site.procs[site.tracker.child_name].send_signal(signal.SIGHUP)
     wait_until(lambda: b"failure reason" in announce(site.probe.name, url, stranger),
-               timeout=3, what="opentracker refusing the dropped infohash", interval=0.2)
+               timeout=3, what="the tracker refusing the dropped infohash", interval=0.2)
+
+
+def test_the_tracker_tells_a_client_of_a_250_machine_lab_about_200_peers_at_once(
+        site: Site) -> None:
+    site.add_os("alpha")
+    site.start_tracker()
+    url = site.tracker.announce_url
+    assert url
+    (infohash,) = site.hashes()
+
+    def lab_announces() -> bytes:
+        last = b""
+        for i in range(250):
+            query = urllib.parse.urlencode({
+                "info_hash": bytes.fromhex(infohash), "peer_id": b"-LAB000-%012d" % i,
+                "port": 10000 + i, "uploaded": 0, "downloaded": 0, "left": 1,
+                "compact": 1, "numwant": 50, "event": "started",  # aria2c's numwant
+            }, quote_via=urllib.parse.quote)
+            with urllib.request.urlopen(f"{url}?{query}", timeout=5) as reply:
+                last = reply.read()
+        return last
+
+    reply = bdecode(in_netns(site.probe.name, lab_announces))
+
+    assert isinstance(reply, dict)
+    peers = reply[b"peers"]
+    assert isinstance(peers, bytes) and len(peers) == 200 * 6
+    ports = {int.from_bytes(peers[i + 4:i + 6], "big") for i in range(0, len(peers), 6)}
+    assert len(ports) == 200 and 10249 not in ports  # never the asking peer itself
+    assert reply[b"interval"] == site.cfg.tracker.announce_interval
+    assert scrape(site.probe.name, url, infohash)["incomplete"] == 250
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -625,8 +666,8 @@ def test_tracker_restarted_learns_of_the_seed_at_once_through_reannounce(site: S
     wait_until(lambda: scrape(site.probe.name, url, infohash).get("complete"), timeout=5,
                what="the tracker counting the seed", interval=0.2)
 
-    site.kill9("opentracker")
-    site.spawn(site.specs["opentracker"])  # its `started` is seeder.reannounce
+    site.kill9(site.tracker.child_name)
+    site.spawn(site.specs[site.tracker.child_name])  # its `started` is seeder.reannounce
 
     # The seed's own next announce would be ~30 min away.
     wait_until(lambda: scrape(site.probe.name, url, infohash).get("complete"), timeout=5,
@@ -646,8 +687,8 @@ def test_reannounce_twice_in_a_row_keeps_the_seed_registered(site: Site) -> None
     url = site.tracker.announce_url
     assert url
     for _ in range(2):
-        site.kill9("opentracker")
-        site.spawn(site.specs["opentracker"])
+        site.kill9(site.tracker.child_name)
+        site.spawn(site.specs[site.tracker.child_name])
         wait_until(lambda: scrape(site.probe.name, url, infohash).get("complete"), timeout=5,
                    what="the restarted tracker counting the seed", interval=0.2)
 
@@ -662,7 +703,7 @@ def test_tracker_choice_names_the_package_and_key_and_none_means_no_child(
         resolve_kind(parse_config({**base, "tracker": {"kind": "hefur"}}))
     with pytest.raises(InvalidArgument, match=r"hefur\.enable.*github\.com/abique/hefur"):
         resolve_kind(parse_config({**base, "hefur": {"enable": True}}))
-    assert resolve_kind(parse_config(base)) == "opentracker"  # auto, without hefurd
+    assert resolve_kind(parse_config(base)) == "builtin"  # auto: the daemon's own
 
     monkeypatch.setattr(tracker_module, "_binary", lambda name: None)
     with pytest.raises(InvalidArgument, match=r"apt install opentracker"):

@@ -21,8 +21,8 @@ from tests.lanclients import dhcp, write_udhcpc_script
 pytestmark = pytest.mark.integration
 
 HTTP_PORT = 8080
-# hefur is not packaged in Debian, so the tracker child is opentracker.
-TRACKER = "opentracker"
+# The daemon's own tracker (tracker.kind auto), the child "tracker".
+TRACKER = "tracker"
 # The default seed engine's child.
 SEED = CHILD[SeederSection().engine]
 
@@ -64,6 +64,8 @@ tracker:
   announce_interval: 5
 http:
   port: {HTTP_PORT}
+dhcp:
+  probe_seconds: 1  # the LAN has no other DHCP server; tests/integration/test_dhcp_probe.py
 """
 
 
@@ -175,6 +177,34 @@ def test_ipxe_gets_the_menu_and_after_assign_that_os_directly(boot_lan: BootLan)
     assert unknown.returncode == 1 and "no OS named 'ghost'" in unknown.stderr
     bad = boot_lan.daemon.ctl("assign", "not-a-mac", "lab", check=False)
     assert bad.returncode == 1 and "MAC" in bad.stderr
+
+
+def test_the_grub_config_uefi_machines_fetch_over_tftp_follows_assignments(boot_lan: BootLan):
+    boot_lan.daemon.ctl("start")
+    client = boot_lan.client(1)
+    host = boot_lan.server.split(":")[0]
+    mac = "52:54:00:aa:bb:02"
+
+    def grub_cfg() -> str:
+        return client.run("curl", "-sSf", f"tftp://{host}/grub/grub.cfg").stdout
+
+    # Nothing assigned: one plan for every machine, the menu (phase-1 is not built here).
+    first = grub_cfg()
+    assert "net_default_mac" not in first.split("\n", 1)[1]
+    assert "boottorrentctl build-client" in first
+    for name in ("shimx64.efi", "grubx64.efi"):
+        loader = client.run("curl", "-sSf", "-o", "/dev/null", "-w", "%{size_download}",
+                            f"tftp://{host}/{name}").stdout
+        assert int(loader) > 100_000, name
+
+    boot_lan.daemon.ctl("assign", mac, "lab")
+    wait_until(lambda: mac in grub_cfg(), timeout=10,
+               what="the GRUB config to name the assigned machine")
+    assigned = grub_cfg()
+    assert f'if [ "${{net_default_mac}}" = {mac} ]; then' in assigned
+    boot_lan.daemon.ctl("unassign", mac)
+    wait_until(lambda: mac not in grub_cfg(), timeout=10,
+               what="the GRUB config to forget the machine")
 
 
 def test_two_aria2c_clients_download_an_os_from_the_seed_via_the_tracker(boot_lan: BootLan,
@@ -313,3 +343,112 @@ def test_a_missing_interface_fails_the_start_before_any_child_and_says_so(boot_l
     assert status["children"] == []
     boot_lan.daemon.ctl("stop")
     assert boot_lan.status()["state"] == "stopped"
+
+
+# --- reload --------------------------------------------------------------------------------
+
+
+def _menu(boot_lan: BootLan, client: Netns, mac: str = "52:54:00:aa:bb:02") -> str:
+    return client.run("curl", "-sSf", f"http://{boot_lan.server}/boot/{mac}.ipxe").stdout
+
+
+def _with_phase1(boot_lan: BootLan) -> None:
+    # The menu is only rendered once there is a phase-1 image to boot into.
+    phase1 = boot_lan.daemon.state_dir / "phase1"
+    phase1.mkdir(exist_ok=True)
+    for name in ("vmlinuz", "initrd.img"):
+        (phase1 / name).write_bytes(b"phase-1 " + name.encode())
+
+
+def _edit(boot_lan: BootLan, old: str, new: str) -> None:
+    text = boot_lan.daemon.config.read_text()
+    assert old in text
+    boot_lan.daemon.config.write_text(text.replace(old, new))
+
+
+def _pids(boot_lan: BootLan) -> dict[str, int]:
+    return {name: c["pid"] for name, c in boot_lan.children().items()}
+
+
+def test_reload_gives_the_next_boot_the_new_menu_and_timeout_while_the_session_runs(
+        boot_lan: BootLan):
+    boot_lan.daemon.ctl("add-os", "spare", str(payload_os(boot_lan.src.parent / "spare",
+                                                           1 << 20, b"spare")))
+    _with_phase1(boot_lan)
+    boot_lan.daemon.ctl("start")
+    client = boot_lan.client(1)
+    before = _menu(boot_lan, client)
+    assert "item lab" in before and "item spare" in before and "--timeout 5000" in before
+    pids = _pids(boot_lan)
+
+    _edit(boot_lan, "  timeout: 5\n", "  timeout: 9\n  display_oss: [spare]\n"
+          "  default_os: spare\n")
+    reloaded = boot_lan.daemon.ctl("reload")
+
+    assert "boottorrent.display_oss" in reloaded.stdout
+    menu = _menu(boot_lan, client)
+    assert "item spare" in menu and "item lab" not in menu and "--timeout 9000" in menu
+    status = boot_lan.status()
+    assert (status["state"], status["reason"]) == ("running", "")
+    assert _pids(boot_lan) == pids, "a child was restarted"
+
+    # The same through SIGHUP, as `systemctl reload` sends it (and a shell can).
+    _edit(boot_lan, "  timeout: 9\n", "  timeout: 3\n")
+    assert boot_lan.daemon.process is not None
+    boot_lan.daemon.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: "--timeout 3000" in _menu(boot_lan, client), timeout=10,
+               what="the menu with the timeout of the reloaded file")
+    assert _pids(boot_lan) == pids
+
+
+def test_an_interface_edit_waits_for_a_restart_of_the_session_and_says_so(boot_lan: BootLan):
+    # A second boot network for the server: a veth pair whose far end goes nowhere.
+    boot_lan.srv.run("ip", "link", "add", "bt1", "type", "veth", "peer", "name", "bt1p")
+    boot_lan.srv.run("ip", "link", "set", "bt1p", "up")
+    boot_lan.daemon.ctl("start")
+    pids = _pids(boot_lan)
+    address = f"{boot_lan.lan.address(1)}/24"
+
+    _edit(boot_lan, "  interface: eth0\n", "  interface: bt1\n")
+    boot_lan.daemon.ctl("reload")
+
+    status = boot_lan.status()
+    assert status["state"] == "running"
+    assert status["reason"] == "restart the session to apply: dnsmasq.interface"
+    assert "restart the session to apply: dnsmasq.interface" in boot_lan.daemon.ctl(
+        "status").stdout
+    # What the session uses, not what the file says, until it restarts.
+    assert status["interface"] == "eth0" and address in boot_lan.srv.addresses()
+    assert _pids(boot_lan) == pids
+
+    boot_lan.daemon.ctl("stop")
+    boot_lan.daemon.ctl("start")
+
+    status = boot_lan.status()
+    assert (status["state"], status["reason"], status["interface"]) == ("running", "", "bt1")
+    shown = boot_lan.srv.run("ip", "-4", "-o", "addr", "show", "dev", "bt1").stdout
+    assert address in shown and address not in boot_lan.srv.addresses()
+
+
+def test_an_invalid_edit_is_refused_with_the_key_and_the_session_runs_on(boot_lan: BootLan):
+    _with_phase1(boot_lan)
+    boot_lan.daemon.ctl("start")
+    client = boot_lan.client(1)
+    pids = _pids(boot_lan)
+
+    _edit(boot_lan, "  timeout: 5\n", "  timeout: soon\n")
+    refused = boot_lan.daemon.ctl("reload", check=False)
+
+    assert refused.returncode == 1
+    assert "boottorrent.timeout: expected a whole number" in refused.stderr
+    assert boot_lan.status()["state"] == "running" and _pids(boot_lan) == pids
+    assert "--timeout 5000" in _menu(boot_lan, client)
+
+    # SIGHUP with the same file: the daemon logs the refusal and goes on.
+    assert boot_lan.daemon.process is not None
+    boot_lan.daemon.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused" in boot_lan.daemon.log(), timeout=10,
+               what="the daemon to log the refused reload")
+    assert boot_lan.daemon.process.poll() is None
+    assert "boottorrent.timeout" in boot_lan.daemon.log().split("reload refused", 1)[1]
+    assert boot_lan.status()["state"] == "running" and _pids(boot_lan) == pids

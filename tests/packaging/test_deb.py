@@ -96,8 +96,10 @@ def test_make_deb_builds_the_package() -> None:
     # pyproject requires dbus-fast, so dh_python3 depends on it.
     assert re.search(r"\bpython3-dbus-fast\b", depends), depends
     assert "python3-libtorrent" in depends, depends
-    # dnsmasq-base, never dnsmasq: that one's own service would fight the daemon's.
+    # dnsmasq-base, never dnsmasq: that one's own service would fight the daemon's. The
+    # same for transmission-daemon and opentracker, which are only suggested.
     assert "dnsmasq-base" in depends and not re.search(r"\bdnsmasq\s*(,|$)", depends)
+    assert not re.search(r"\b(transmission-daemon|opentracker)\b", depends), depends
     log(f"built {deb.name} ({deb.stat().st_size // 1024} KiB)")
     done(start)
 
@@ -160,6 +162,9 @@ def system() -> Iterator[Container]:
             "no network but its own veth pair)")
         box.download(packages)
         box.boot()
+        # What the fresh system has before the install, for test_the_install_starts_nothing.
+        box.sh("systemctl list-unit-files --no-legend --no-pager > /root/units-before")
+        (box.root / "root" / "listeners-before").write_text(box.in_netns("ss", "-Hlntu"))
         done(start)
 
         start = step(f"apt-get install ./{deb.name} with the archive's dependencies")
@@ -177,6 +182,40 @@ def system() -> Iterator[Container]:
         raise
     finally:
         box.close(keep=keep)
+
+
+def _words(text: str) -> set[str]:
+    return {line.split()[0] for line in text.splitlines() if line.strip()}
+
+
+def _listeners(text: str) -> set[tuple[str, str]]:
+    # (protocol, local address:port) of each line of `ss -Hlntu`.
+    return {(f[0], f[4]) for f in (line.split() for line in text.splitlines()) if len(f) > 4}
+
+
+def test_the_install_starts_and_enables_nothing_but_boottorrentd(system: Container) -> None:
+    box = system
+    step("every unit the install brought in: is-enabled, is-active; then ss -lntu")
+    before = _words(box.run("cat /root/units-before", check=True).stdout)
+    after = _words(box.run("systemctl list-unit-files --no-legend --no-pager",
+                           check=True).stdout)
+    states = {}
+    for unit in sorted(after - before):
+        enabled = box.run(f"systemctl is-enabled {unit}").stdout.strip()
+        active = box.run(f"systemctl is-active {unit}").stdout.strip()
+        states[unit] = (enabled, active)
+        log(f"{unit}: {enabled or '-'}, {active or '-'}")
+    assert UNIT in states, f"the install brought no {UNIT}: {sorted(states)}"
+    running = {u: s for u, s in states.items()
+               if u != UNIT and (s[0] in ("enabled", "enabled-runtime", "linked")
+                                 or s[1] in ("active", "activating", "reloading"))}
+    assert not running, f"the install enabled or started other services: {running}"
+
+    # The daemon itself starts idle: nothing listens before `boottorrentctl start`.
+    listening = box.in_netns("ss", "-Hlntu")
+    log(listening or "(no listener)")
+    new = _listeners(listening) - _listeners((box.root / "root/listeners-before").read_text())
+    assert not new, f"listeners the install opened: {sorted(new)}\n{listening}"
 
 
 def test_unit_verifies_without_a_word(system: Container) -> None:
@@ -223,11 +262,6 @@ def _owner(box: Container, pid: int) -> str:
 
 def test_the_service_at_work(system: Container) -> None:
     box = system
-
-    start = step("systemctl disable --now transmission-daemon opentracker (the packages' own "
-                 "services, which BootTorrent does not use)")
-    box.sh("systemctl disable --now transmission-daemon.service opentracker.service 2>&1")
-    done(start)
 
     start = step("systemctl enable --now boottorrentd → active, idle")
     box.sh("systemctl enable --now boottorrentd 2>&1; systemctl is-active boottorrentd")
@@ -291,8 +325,7 @@ def test_the_service_at_work(system: Container) -> None:
     assert HOST_IP in box.in_netns("ip", "-4", "-br", "addr", "show", IFACE)
     listening = box.in_netns("ss", "-Hltn")
     for what, port in (("tracker", 10001), ("seed", 51420), ("boot HTTP server", 8080)):
-        # opentracker listens on an IPv4-mapped IPv6 socket; libtorrent binds to the
-        # boot interface too (ss shows address%interface).
+        # libtorrent binds to the boot interface too (ss shows address%interface).
         assert re.search(rf"(^|\s|\[::ffff:){re.escape(HOST_IP)}(%{IFACE})?\]?:{port}\s",
                          listening), (
             f"the {what} does not listen on {HOST_IP}:{port}:\n{listening}")
@@ -311,7 +344,7 @@ def test_the_service_at_work(system: Container) -> None:
     done(start)
 
     start = step("journalctl -u boottorrentd -o json: the children under their own identifiers")
-    wanted = {f"boottorrentd-{name}" for name in children if name != "opentracker"}
+    wanted = {f"boottorrentd-{name}" for name in children}
     deadline = time.monotonic() + 15
     while True:
         out = box.run(f"journalctl -u {UNIT} -o json --no-pager", check=True).stdout
@@ -323,6 +356,8 @@ def test_the_service_at_work(system: Container) -> None:
     log(f"identifiers: {sorted(i for i in idents if i)}")
     assert wanted <= idents, f"missing {wanted - idents}"
     done(start)
+
+    _reload_in_place(box, {name: c["pid"] for name, c in children.items()})
 
     start = step("boottorrentctl stop → no children, the boot address gone")
     box.sh("boottorrentctl stop")
@@ -363,6 +398,63 @@ def test_the_service_at_work(system: Container) -> None:
         "_boottorrentctl boottorrentctl \"\" show-os; "
         "echo ${COMPREPLY[*]}'")
     assert completed.split() == ["tiny"], completed
+    done(start)
+
+
+def _write_config(box: Container, text: str) -> None:
+    (box.root / "etc/boottorrent/boottorrent.yaml").write_text(text)
+
+
+def _reload_in_place(box: Container, pids: dict[str, int]) -> None:
+    """systemctl reload with a running session: live keys at once, the rest named, an
+    invalid file refused; the children and the daemon run on throughout."""
+    start = step("edit the timeout, systemctl reload → the next boot script has it")
+    mac = "52:54:00:00:00:01"
+    # The menu is only rendered once there is a phase-1 image (build-client makes the
+    # real one later).
+    box.sh("mkdir -p /var/lib/boottorrent/phase1 && for f in vmlinuz initrd.img; do "
+           "echo phase-1 > /var/lib/boottorrent/phase1/$f; done")
+    fetch = ("python3 -c \"import urllib.request as u; print(u.urlopen("
+             f"'http://{HOST_IP}:8080/boot/{mac}.ipxe').read().decode())\"")
+    assert "--timeout 30000" in box.run(fetch, check=True).stdout
+    main_pid = box.sh(f"systemctl show -P MainPID {UNIT}")
+    edited = CONFIG.replace("  default_os: tiny\n", "  default_os: tiny\n  timeout: 7\n")
+    _write_config(box, edited)
+    box.sh(f"systemctl reload {UNIT}")
+    assert "--timeout 7000" in box.run(fetch, check=True).stdout
+    status = _status(box)
+    assert (status["state"], status["reason"]) == ("running", "")
+    assert {c["name"]: c["pid"] for c in status["children"]} == pids
+    done(start)
+
+    start = step("edit the interface, systemctl reload → the status names it; the session "
+                 "runs on bt0")
+    _write_config(box, edited.replace(f"interface: {IFACE}", "interface: bt9"))
+    box.sh(f"systemctl reload {UNIT}")
+    status_text = box.sh("boottorrentctl status | head -1")
+    assert "restart the session to apply: dnsmasq.interface" in status_text
+    assert _status(box)["interface"] == IFACE
+    done(start)
+
+    start = step("an invalid edit: systemctl reload and boottorrentctl reload are refused "
+                 "with the key; daemon and session unaffected")
+    _write_config(box, edited + "http:\n  port: eighty\n")
+    by_systemctl = box.run(f"systemctl reload {UNIT}")
+    log(f"systemctl reload: exit {by_systemctl.returncode}")
+    status_line = box.sh(f"systemctl show -P StatusText {UNIT}")
+    assert "Reload refused" in status_line and "http.port" in status_line, status_line
+    by_ctl = box.run("boottorrentctl reload")
+    log(f"boottorrentctl reload: exit {by_ctl.returncode}: {by_ctl.stderr.strip()}")
+    assert by_ctl.returncode == 1 and "http.port" in by_ctl.stderr
+    assert box.sh(f"systemctl is-active {UNIT}") == "active"
+    assert box.sh(f"systemctl show -P MainPID {UNIT}") == main_pid
+    status = _status(box)
+    assert status["state"] == "running"
+    assert {c["name"]: c["pid"] for c in status["children"]} == pids
+    assert "--timeout 7000" in box.run(fetch, check=True).stdout
+    _write_config(box, CONFIG)
+    box.sh(f"systemctl reload {UNIT} && rm -r /var/lib/boottorrent/phase1")
+    assert _status(box)["reason"] == ""
     done(start)
 
 

@@ -9,6 +9,7 @@ from boottorrentd.boot.plan import (
     BootPlan,
     MenuItem,
     boot_json,
+    grub_config,
     ipxe_text,
     plan_boot,
     render_chain,
@@ -311,6 +312,91 @@ def test_the_reason_in_the_script_cannot_inject_commands():
     assert p.kind == "none"
     assert all(line.startswith(("echo ", "sleep ", "shell")) for line in lines)
     assert not any("${" in line or "&&" in line or ";" in line for line in lines)
+
+
+# --- GRUB (UEFI machines on the signed chain) --------------------------------------------
+
+
+def grub(assignments: dict[str, str] | None = None, oss: dict[str, str] | None = None,
+         phase1_ready: bool = True, extra: str = "", **boot: object) -> str:
+    config = Config(boottorrent=BootSection(**boot),  # type: ignore[arg-type]
+                    client=ClientSection(extra_cmdline=extra))
+    return grub_config(OSS if oss is None else oss, assignments or {}, config, server=SERVER,
+                       phase1_ready=phase1_ready)
+
+
+def grub_commands(text: str) -> list[str]:
+    return [line.strip() for line in commands(text) if not line.strip().startswith("#")]
+
+
+def test_a_grub_menu_has_one_entry_per_os_the_default_and_the_timeout_in_seconds():
+    lines = grub_commands(grub(timeout=30, default_os="freedos"))
+
+    assert "set timeout=30" in lines and "set default=freedos" in lines
+    entries = [line for line in lines if line.startswith("menuentry ")]
+    assert entries == ["menuentry 'Debian 12' --id debian12 {",
+                       "menuentry 'FreeDOS' --id freedos {",
+                       "menuentry 'Memtest86+' --id memtest {"]
+    # No machine has an assignment: no branch by MAC.
+    assert not any(line.startswith("if [") for line in lines)
+
+
+def test_a_grub_menu_that_waits_forever_has_timeout_minus_one():
+    lines = grub_commands(grub(timeout=-1))
+
+    assert "set timeout=-1" in lines
+    assert not any(line.startswith("set default=") for line in lines)
+
+
+def test_phase1_loads_over_tftp_with_the_server_os_and_the_mac_grub_booted_from():
+    lines = grub_commands(grub(timeout=0, default_os="freedos", extra="console=ttyS0"))
+
+    linux = next(line for line in lines if line.startswith("if linux "))
+    assert linux == (f"if linux /phase1/vmlinuz 'boottorrent.server={SERVER}' "
+                     "'boottorrent.os=freedos' \"boottorrent.mac=${net_default_mac}\" "
+                     "'console=ttyS0'; then")
+    assert "if initrd /phase1/initrd.img; then" in lines
+    assert lines.index(linux) < lines.index("boot") < lines.index("exit")
+    assert not any(line.startswith(("menuentry", "set timeout")) for line in lines)
+
+
+def test_an_assigned_machine_gets_its_own_grub_branch_without_the_menu():
+    text = grub({OTHER: "memtest"}, timeout=30, default_os="freedos")
+    lines = [line.rstrip() for line in text.splitlines()]
+
+    start = lines.index(f'if [ "${{net_default_mac}}" = {OTHER} ]; then')
+    middle, end = lines.index("else"), lines.index("fi")
+    assigned, others = lines[start:middle], lines[middle:end]
+    assert not any("menuentry" in line for line in assigned)
+    assert any(f"'boottorrent.os=memtest' \"boottorrent.mac={OTHER}\"" in line
+               for line in assigned)
+    assert sum("menuentry" in line for line in others) == 3
+    assert any("set default=freedos" in line for line in others)
+
+
+def test_grub_labels_and_extra_cmdline_cannot_break_out_of_their_quotes():
+    oss = {"evil": "x' ; reboot ; echo '$(y)\nboot"}
+    text = grub(oss=oss, timeout=5, default_os="evil", extra="quiet $root 'a")
+
+    entry = next(line for line in text.splitlines() if line.startswith("menuentry "))
+    assert entry == "menuentry 'x , reboot , echo (y) boot' --id evil {"
+    assert not any(line.strip() in ("reboot", "boot'") for line in text.splitlines())
+    # Single-quoted: GRUB expands no variable the admin wrote.
+    assert "'quiet' '$root' ''\\''a'" in text
+
+
+def test_without_the_phase1_image_grub_says_how_to_build_it_and_exits():
+    lines = grub_commands(grub(timeout=30, default_os="freedos", phase1_ready=False))
+
+    assert any("boottorrentctl build-client" in line for line in lines)
+    assert lines[-1] == "exit" and not any("linux" in line for line in lines)
+
+
+def test_nothing_to_boot_in_grub_says_why_and_leaves_the_grub_shell():
+    lines = grub_commands(grub(oss={}))
+
+    assert any("nothing to boot" in line and "add-os" in line for line in lines)
+    assert "exit" not in lines and not any(line.startswith("menuentry") for line in lines)
 
 
 # --- boot.json -------------------------------------------------------------------------------

@@ -172,6 +172,14 @@ def test_proxy_dhcp_accepts_a_subnet_alone():
     assert cfg.dhcp_range.end is None
 
 
+def test_dhcp_mode_auto_is_the_default_and_needs_a_full_range():
+    cfg = parse_text(MINIMAL)
+    assert (cfg.dhcp.mode, cfg.dhcp.probe_seconds) == ("auto", 4)
+
+    with pytest.raises(ConfigError, match=r"dnsmasq.dhcp_range: .*dhcp.mode auto may serve full"):
+        parse_text(MINIMAL + 'dnsmasq: {dhcp_range: "192.168.1.0"}')
+
+
 @pytest.mark.parametrize(
     ("text", "start", "end", "netmask", "lease"),
     [
@@ -286,7 +294,8 @@ BAD = [
         "aria2.console_log_level",
         "did you mean 'warn'",
     ),
-    ("unknown-dhcp-mode", MINIMAL + "dhcp: {mode: relay}", "dhcp.mode", "one of full, proxy"),
+    ("unknown-dhcp-mode", MINIMAL + "dhcp: {mode: relay}", "dhcp.mode",
+     "one of auto, full, proxy"),
     (
         "unknown-key",
         MINIMAL + "dnsmasq: {enable_dchp: true}",

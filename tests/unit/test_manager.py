@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.config import BootSection, Config
-from boottorrentd.errors import BootTorrentError, InvalidArgument
+from boottorrentd.config import Config, load_config
+from boottorrentd.errors import BootTorrentError, ConfigError, InvalidArgument
 from boottorrentd.manager import Manager, SessionState
 
 
@@ -18,10 +18,12 @@ from boottorrentd.manager import Manager, SessionState
 class FakeSession:
     """Records what the Manager asks of it; `fail` is raised by start, `gate` holds it."""
 
+    config: Config
     on_change: Callable[[], None]
     fail: BaseException | None = None
     gate: asyncio.Event | None = None
     degraded: bool = False
+    reason: str = ""
     running: bool = False
     stops: list[bool] = field(default_factory=list)
 
@@ -36,6 +38,9 @@ class FakeSession:
         self.running = False
         self.stops.append(forget)
 
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+
 
 class Sessions:
     """The factory handed to the Manager: every session it made, and how the next behaves."""
@@ -46,7 +51,7 @@ class Sessions:
         self.gate: asyncio.Event | None = None
 
     def __call__(self, config, library, registry, state_dir, runtime_dir, on_change):
-        session = FakeSession(on_change, fail=self.fail, gate=self.gate)
+        session = FakeSession(config, on_change, fail=self.fail, gate=self.gate)
         self.made.append(session)
         return session
 
@@ -58,10 +63,27 @@ class World:
     seen: list[tuple[str, str]]
 
 
+CONFIG = """\
+boottorrent:
+  version: 0
+  host_ip: 10.20.0.1
+  timeout: 30
+dnsmasq:
+  interface: bt0
+  dhcp_range: 10.20.0.50,10.20.0.150,12h
+tracker:
+  kind: none
+aria2:
+  bt_enable_lpd: true
+"""
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     sessions = Sessions()
-    manager = Manager(Config(boottorrent=BootSection()), tmp_path / "boottorrent.yaml",
+    config_file = tmp_path / "boottorrent.yaml"
+    config_file.write_text(CONFIG)
+    manager = Manager(load_config(config_file), config_file,
                       tmp_path / "state", tmp_path / "run", session_factory=sessions)
     seen: list[tuple[str, str]] = []
     manager.on_state_change.append(lambda: seen.append((manager.state, manager.state_reason)))
@@ -251,3 +273,115 @@ def test_assignments_take_any_spelling_of_a_mac(world, text):
 def test_a_bad_mac_is_the_callers_error(world):
     with pytest.raises(InvalidArgument, match="'nonsense' is not a MAC address"):
         asyncio.run(world.manager.unassign("nonsense"))
+
+
+def test_a_running_sessions_reason_is_the_state_reason(world):
+    asyncio.run(world.manager.start_session())
+    session = world.sessions.made[0]
+
+    session.reason = "proxyDHCP beside the DHCP server at 10.9.0.2"
+
+    assert (world.manager.state, world.manager.state_reason) == (
+        "running", "proxyDHCP beside the DHCP server at 10.9.0.2")
+
+
+# --- reload ----------------------------------------------------------------------------------
+
+
+def _edit(world: World, old: str, new: str) -> None:
+    path = world.manager.config_path
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_reload_gives_a_running_session_the_new_timeout_at_once(world):
+    asyncio.run(world.manager.start_session())
+    _edit(world, "timeout: 30", "timeout: 5")
+
+    changes = asyncio.run(world.manager.reload())
+
+    assert changes.live == ("boottorrent.timeout",) and changes.restart == ()
+    assert world.sessions.made[0].config.boottorrent.timeout == 5
+    assert (world.manager.state, world.manager.state_reason) == ("running", "")
+    assert world.sessions.made[0].stops == []
+
+
+def test_reload_names_what_needs_a_restart_and_the_session_keeps_the_old_value(world):
+    asyncio.run(world.manager.start_session())
+    _edit(world, "interface: bt0", "interface: bt7")
+
+    changes = asyncio.run(world.manager.reload())
+
+    assert changes.restart == ("dnsmasq.interface",)
+    assert world.manager.state_reason == "restart the session to apply: dnsmasq.interface"
+    assert world.manager.config_in_use.dnsmasq.interface == "bt0"
+    assert world.manager.config.dnsmasq.interface == "bt7"
+    assert world.sessions.made[0].stops == []
+
+
+def test_a_restart_applies_what_the_reload_could_not(world):
+    asyncio.run(world.manager.start_session())
+    _edit(world, "interface: bt0", "interface: bt7")
+    asyncio.run(world.manager.reload())
+
+    async def restart() -> None:
+        await world.manager.stop_session()
+        await world.manager.start_session()
+
+    asyncio.run(restart())
+
+    assert world.sessions.made[-1].config.dnsmasq.interface == "bt7"
+    assert (world.manager.state, world.manager.state_reason) == ("running", "")
+
+
+def test_editing_the_file_back_clears_the_restart_reason(world):
+    asyncio.run(world.manager.start_session())
+    _edit(world, "interface: bt0", "interface: bt7")
+    asyncio.run(world.manager.reload())
+    _edit(world, "interface: bt7", "interface: bt0")
+
+    asyncio.run(world.manager.reload())
+
+    assert world.manager.state_reason == ""
+
+
+def test_an_invalid_file_is_refused_with_its_key_and_changes_nothing(world):
+    asyncio.run(world.manager.start_session())
+    before = world.manager.config
+    _edit(world, "timeout: 30", "timeout: soon")
+    world.seen.clear()
+
+    with pytest.raises(ConfigError, match=r"boottorrent\.timeout: expected a whole number"):
+        asyncio.run(world.manager.reload())
+
+    assert world.manager.config is before
+    assert world.sessions.made[0].config is before
+    assert world.seen == [] and world.sessions.made[0].stops == []
+
+
+def test_a_start_uses_the_file_on_disk_without_a_reload(world):
+    _edit(world, "interface: bt0", "interface: bt7")
+
+    asyncio.run(world.manager.start_session())
+
+    assert world.sessions.made[0].config.dnsmasq.interface == "bt7"
+
+
+def test_a_start_with_an_invalid_file_fails_and_says_which_key(world):
+    _edit(world, "interface: bt0", "interface: [bt0]")
+
+    with pytest.raises(ConfigError, match=r"dnsmasq\.interface"):
+        asyncio.run(world.manager.start_session())
+
+    assert world.manager.state == "failed" and "dnsmasq.interface" in world.manager.state_reason
+    assert world.sessions.made == []
+
+
+def test_the_configuration_properties_follow_a_reload_of_a_stopped_daemon(world):
+    announced: list[str] = []
+    world.manager.on_config_change.append(
+        lambda: announced.append(world.manager.config_in_use.dnsmasq.interface))
+    _edit(world, "interface: bt0", "interface: bt7")
+
+    asyncio.run(world.manager.reload())
+
+    assert announced == ["bt7"]

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.config import BootSection, Config, SeederSection, SwarmSection
+from boottorrentd.errors import InvalidArgument
 from boottorrentd.ltseed import protocol
 from boottorrentd.ltseed.__main__ import parse_args
+from boottorrentd.session.children import transmission
 from boottorrentd.session.children.libtorrent import LibtorrentSeeder
 from boottorrentd.session.seeder import make_seeder
 from boottorrentd.session.seeding import refusal
@@ -128,3 +130,15 @@ def test_the_daemon_side_of_the_libtorrent_engine_never_imports_libtorrent():
                          capture_output=True, text=True).stdout
 
     assert json.loads(out) == ["boottorrentd.session.children.libtorrent"]
+
+
+def test_transmission_chosen_but_not_installed_names_the_package_and_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Only suggested by the package: a machine may well not have it.
+    monkeypatch.setattr(transmission, "program_path", lambda name: None)
+    seeder = make_seeder(config(engine="transmission"), tmp_path / "seeder", tmp_path / "oss",
+                         announce_url=None, user=None)
+
+    with pytest.raises(InvalidArgument, match=r"seeder\.engine is transmission.*"
+                       r"apt install transmission-daemon.*seeder\.engine: libtorrent"):
+        seeder.prepare()

@@ -4,7 +4,7 @@ are stood in for; tests/integration/test_session.py runs them for real."""
 
 import asyncio
 import json
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 import pytest
@@ -133,8 +133,21 @@ def test_a_session_is_degraded_only_while_running_with_a_child_down(session, hos
                                                         state=ChildState.BACKOFF)
         assert session.degraded
         assert [(c.name, c.state) for c in session.children()] == [("dnsmasq", "backoff")]
+        assert session.reason == "child dnsmasq: backoff"
         session.supervisor.children["dnsmasq"].state = ChildState.RUNNING
         assert not session.degraded
+        await session.stop()
+
+    asyncio.run(main())
+
+
+def test_another_dhcp_server_makes_a_running_session_degraded_and_names_it(session, host):
+    async def main() -> None:
+        await session.start()
+        assert (session.degraded, session.reason) == (False, "")
+        session.dhcp_watch.update([IPv4Address("10.9.0.2")])
+        assert session.degraded
+        assert "10.9.0.2" in session.reason
         await session.stop()
 
     asyncio.run(main())

@@ -14,18 +14,13 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from boottorrentd.boot.loaders import GRUB_CONFIG, IPXE_DIR, PHASE1_LINK, Loaders, loaders
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError, InvalidArgument
 from boottorrentd.session.children.leases import LeaseEvent, LeaseSocket, hook_script
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
 from boottorrentd.util.programs import find_program
-
-IPXE_DIR = Path("/usr/lib/ipxe")
-BIOS_LOADER = "undionly.kpxe"
-# snponly.efi drives the NIC through the firmware's own UEFI driver, which is what the
-# firmware just PXE-booted with; ipxe.efi brings iPXE's own drivers: a fallback only.
-EFI_LOADERS = ("snponly.efi", "ipxe.efi")
 
 CONF_NAME = "dnsmasq.conf"
 LEASE_FILE = "dnsmasq.leases"
@@ -48,9 +43,15 @@ class Dnsmasq:
         ... supervisor runs spec ...
         dns.close()                    # after the child stopped: ends lease_events()
 
-    `user` overrides `children.user`; with neither, dnsmasq keeps the daemon's own user.
+    `dhcp_mode` is full or proxy, as the session decided (dhcp.mode auto leaves it to the
+    session's probe); `ignore_mac` is the session's own DHCP probe, which must get no
+    offer from this server. `user` overrides `children.user`; with neither, dnsmasq keeps
+    the daemon's own user.
     `bus_address` is accepted for callers that pass the bus along and is not used: the
-    lease events come through the script (see leases.py), not D-Bus.
+    lease events come through the script (see leases.py), not D-Bus. With
+    boot.uefi_loader shim, the owner writes GRUB's config with write_grub_config() after
+    prepare() and whenever a boot plan may have changed; `phase1_dir` is served as
+    phase1/ for GRUB.
     """
 
     def __init__(
@@ -58,9 +59,12 @@ class Dnsmasq:
         cfg: Config,
         runtime_dir: Path,
         *,
+        dhcp_mode: str = "full",
+        ignore_mac: str | None = None,
         user: str | None = None,
         bus_address: str | None = None,
         ipxe_dir: Path = IPXE_DIR,
+        phase1_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.runtime_dir = Path(runtime_dir).absolute()
@@ -70,9 +74,15 @@ class Dnsmasq:
                 "cannot carry (commas, spaces, '#', quotes); use a plain path such as "
                 "/run/boottorrent/dnsmasq"
             )
+        if dhcp_mode not in ("full", "proxy"):
+            raise ValueError(f"dnsmasq serves DHCP full or proxy, not {dhcp_mode!r}")
+        self.dhcp_mode = dhcp_mode
+        self.ignore_mac = ignore_mac
         self.user = user or cfg.children.user or pwd.getpwuid(os.geteuid()).pw_name
         self.bus_address = bus_address
         self.ipxe_dir = ipxe_dir
+        # GRUB (the signed UEFI chain) loads phase-1 from here over TFTP.
+        self.phase1_dir = phase1_dir
         self._leases = LeaseSocket(self.socket_path)
 
     # --- paths ---------------------------------------------------------------------------
@@ -98,21 +108,29 @@ class Dnsmasq:
         return self.runtime_dir / SOCKET_NAME
 
     @property
+    def http_server(self) -> str:
+        """host:port of the boot HTTP server as the clients reach it."""
+        return f"{self.cfg.boottorrent.host_ip}:{self.cfg.http.port}"
+
+    @property
     def boot_url(self) -> str:
         """What clients already running iPXE load instead of an iPXE binary."""
-        return f"http://{self.cfg.boottorrent.host_ip}:{self.cfg.http.port}/boot.ipxe"
+        return f"http://{self.http_server}/boot.ipxe"
+
+    @property
+    def served(self) -> Loaders:
+        """The first loaders for this configuration (boot.uefi_loader)."""
+        return loaders(self.cfg.boot.uefi_loader, ipxe_dir=self.ipxe_dir)
 
     @property
     def efi_loader(self) -> str:
-        """The UEFI x86-64 loader served: snponly.efi, or ipxe.efi where it is missing."""
-        for name in EFI_LOADERS:
-            if (self.ipxe_dir / name).exists():
-                return name
-        return EFI_LOADERS[0]
+        """The UEFI x86-64 loader served: shimx64.efi, or snponly.efi (ipxe.efi where it
+        is missing) with boot.uefi_loader ipxe."""
+        return self.served.uefi
 
     def loaders(self) -> dict[str, Path]:
-        """TFTP name → source file of every iPXE binary served."""
-        return {name: self.ipxe_dir / name for name in (BIOS_LOADER, self.efi_loader)}
+        """TFTP name → source file of every loader served."""
+        return self.served.files
 
     # --- the config ----------------------------------------------------------------------
 
@@ -163,12 +181,14 @@ class Dnsmasq:
             "dhcp-match=set:ipxe,175",
             # iPXE's no-pxedhcp: it stops waiting ~3 s for ProxyDHCP offers.
             "dhcp-option-force=tag:ipxe,encap:175,176,1",
+            # UEFI HTTP Boot says HTTPClient in its vendor class (option 60).
+            "dhcp-vendorclass=set:httpboot,HTTPClient",
             *self._boot_lines(),
         ]
 
     def _range_lines(self) -> list[str]:
         cfg = self.cfg
-        if cfg.dhcp.mode == "proxy":
+        if self.dhcp_mode == "proxy":
             # The site's server hands out addresses; we only answer PXE clients.
             net = cfg.boot_network.network
             return [f"dhcp-range={net.network_address},proxy,{net.netmask}"]
@@ -178,8 +198,11 @@ class Dnsmasq:
             parts.append(str(rng.netmask))
         if rng.lease is not None:
             parts.append(rng.lease)
+        ignore = [f"dhcp-host={self.ignore_mac},ignore"] if self.ignore_mac else []
         return [
             f"dhcp-range={','.join(parts)}",
+            # The session's probe looks for other servers; our own offer would be noise.
+            *ignore,
             # dnsmasq pings every address before its first offer and answers no
             # other DHCP client for up to 3 s meanwhile: a lab booting at once would
             # queue behind it. The range is the admin's boot range, not a shared one.
@@ -194,13 +217,18 @@ class Dnsmasq:
         # ProxyDHCP offer without one.
         lines = [f"dhcp-boot=tag:ipxe,{self.boot_url},,{cfg.boottorrent.host_ip}"]
         efi = self.efi_loader
-        if cfg.dhcp.mode == "proxy":
+        # UEFI HTTP Boot takes a URL as its boot file, and only from an answer that
+        # names HTTPClient as its vendor class too.
+        lines += [f"dhcp-boot=tag:httpboot,tag:!ipxe,"
+                  f"http://{self.http_server}/uefi/{self.served.http_boot}",
+                  "dhcp-option-force=tag:httpboot,60,HTTPClient"]
+        if self.dhcp_mode == "proxy":
             # PXE ROMs learn their file from the PXE options (a boot menu of one item,
             # and no pxe-prompt: it boots at once). UEFI ROMs fetch it from port 4011.
             # iPXE must not see the menu (it would run it and load iPXE again); with
             # no pxe-service for it, dnsmasq puts the dhcp-boot line into the offer.
             lines += [
-                f'pxe-service=tag:!ipxe,x86PC,"BootTorrent",{BIOS_LOADER}',
+                f'pxe-service=tag:!ipxe,x86PC,"BootTorrent",{self.served.bios}',
                 f'pxe-service=tag:!ipxe,BC_EFI,"BootTorrent",{efi}',
                 f'pxe-service=tag:!ipxe,x86-64_EFI,"BootTorrent",{efi}',
             ]
@@ -208,7 +236,7 @@ class Dnsmasq:
             # Exclusive tag sets, so that the order of the lines cannot matter.
             lines += [
                 f"dhcp-boot=tag:!ipxe,tag:efi64,{efi}",
-                f"dhcp-boot=tag:!ipxe,tag:!efi64,{BIOS_LOADER}",
+                f"dhcp-boot=tag:!ipxe,tag:!efi64,tag:!httpboot,{self.served.bios}",
             ]
         return lines
 
@@ -245,33 +273,40 @@ class Dnsmasq:
         return ChildSpec("dnsmasq", [binary, f"--conf-file={self.config_path}"])
 
     def _fill_tftp_root(self) -> None:
-        loaders = self.loaders()
-        missing = [str(src) for src in loaders.values() if not src.exists()]
+        served = self.served
+        missing = served.missing()
         if missing:
-            raise BootTorrentError(
-                f"the iPXE loader {', '.join(missing)} is missing; install it with "
-                "'apt install ipxe', or set dnsmasq.enable_tftp: false"
-            )
+            raise BootTorrentError(f"{missing}; or set dnsmasq.enable_tftp: false")
         root = self.tftp_root
         root.mkdir(mode=0o755, exist_ok=True)
         root.chmod(0o755)
-        for name, src in loaders.items():
-            dst = root / name
+        for name, src in served.files.items():
             # Copies, not links: /run and /usr are different file systems (no hard
             # links), and a copy keeps serving the same loader when a package upgrade
             # replaces the original during a session.
-            if not _same_content(src, dst):
-                tmp = root / f".{name}.tmp"
-                shutil.copyfile(src, tmp)
-                tmp.chmod(0o644)
-                os.replace(tmp, dst)
+            _install(root / name, src.read_bytes())
+        keep = set(served.files)
+        if self.cfg.boot.uefi_loader == "shim":
+            (root / GRUB_CONFIG).parent.mkdir(mode=0o755, exist_ok=True)
+            keep.add(GRUB_CONFIG.split("/")[0])
+            if self.phase1_dir is not None:
+                # A link: the image is ~50 MB, and a rebuilt one is served at once.
+                link = root / PHASE1_LINK
+                if not link.is_symlink() or link.readlink() != self.phase1_dir:
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(self.phase1_dir)
+                keep.add(PHASE1_LINK)
         for path in root.iterdir():
-            if path.name not in loaders:
+            if path.name not in keep:
                 # Left from another configuration (e.g. the other EFI loader).
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
+
+    def write_grub_config(self, text: str) -> None:
+        """GRUB's config (boot.plan.render_grub), read by UEFI machines at their next boot."""
+        write_atomic(self.tftp_root / GRUB_CONFIG, text, 0o644)
 
     # --- lease events --------------------------------------------------------------------
 
@@ -288,10 +323,11 @@ class Dnsmasq:
         return self._leases.events()
 
 
-def _same_content(src: Path, dst: Path) -> bool:
+def _install(dst: Path, data: bytes) -> None:
+    """`dst` holds `data`, world-readable; left alone when it already did."""
     try:
-        if src.stat().st_size != dst.stat().st_size:
-            return False
+        if dst.read_bytes() == data:
+            return
     except FileNotFoundError:
-        return False
-    return src.read_bytes() == dst.read_bytes()
+        pass
+    write_atomic(dst, data, 0o644)

@@ -1,8 +1,15 @@
-"""The boot swarm's BitTorrent tracker: opentracker (Debian) or hefur (when installed).
+"""The boot swarm's BitTorrent tracker: the daemon's own (boottorrentd.tracker), or
+opentracker (Debian) or hefur when the configuration names them.
 
 The tracker introduces the clients and the server's seed to each other. It only tracks
-the library's torrents: opentracker reads an infohash whitelist, hefur the torrent files
-of a folder.
+the library's torrents: the daemon's own tracker and opentracker read an infohash
+whitelist, hefur the torrent files of a folder.
+
+The daemon's own tracker (kind "builtin", the child "tracker", journal identifier
+boottorrentd-tracker) is the default: Debian's opentracker package starts and enables a
+public tracker of its own at install, and compiles in a 30-minute announce interval. It
+takes the whitelist and SIGHUP as opentracker does (below), but rereads the file before
+it answers the next request, and tells clients tracker.announce_interval.
 
 opentracker, as Debian builds it (WANT_ACCESSLIST_WHITE):
 - `-d DIR` is a chroot (when started as root, else a chdir) that happens before `-w FILE`
@@ -33,6 +40,7 @@ import math
 import pwd
 import secrets
 import signal
+import sys
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,7 +55,9 @@ from boottorrentd.util.wait import poll_until
 
 log = logging.getLogger(__name__)
 
-KINDS = ("hefur", "opentracker", "none")
+KINDS = ("builtin", "hefur", "opentracker", "none")
+# The kinds that read the whitelist file (and reread it on SIGHUP).
+WHITELISTED = ("builtin", "opentracker")
 WHITELIST_NAME = "whitelist"
 READY_TIMEOUT_S = 10.0
 # hefur rescans its torrent folder this often (seconds): the delay before it accepts a
@@ -56,41 +66,33 @@ HEFUR_SCAN_INTERVAL_S = 5
 
 
 def resolve_kind(cfg: Config) -> str:
-    """The tracker this configuration runs: "hefur", "opentracker" or "none".
+    """The tracker this configuration runs: "builtin", "hefur", "opentracker" or "none".
 
-    "auto" picks hefur when `hefurd` is installed, else opentracker. A tracker the
-    configuration asks for by name but that is not installed is an InvalidArgument that
-    says how to install it or which key to change.
+    "auto" is the daemon's own tracker. A tracker the configuration asks for by name but
+    that is not installed is an InvalidArgument that says how to install it or which key
+    to change.
     """
     kind = cfg.tracker_kind
-    if kind == "none":
-        return "none"
+    if kind in ("none", "builtin"):
+        return kind
     if kind == "auto":
-        if _binary("hefurd"):
-            return "hefur"
-        if _binary("opentracker"):
-            return "opentracker"
-        raise InvalidArgument(
-            "tracker.kind is auto but no tracker is installed: install Debian's "
-            "opentracker package ('apt install opentracker'), or set \"tracker.kind: none\" "
-            "and \"aria2.bt_enable_lpd: true\" to let clients find each other by local "
-            "peer discovery"
-        )
+        return "builtin"
     if kind == "hefur":
         if not _binary("hefurd"):
             key = "hefur.enable" if cfg.tracker.kind != "hefur" else "tracker.kind"
             raise InvalidArgument(
                 f"{key} asks for the hefur tracker, but hefurd is not installed; hefur has "
                 "no Debian package: build it from https://github.com/abique/hefur, or use "
-                "Debian's opentracker package ('apt install opentracker') with "
-                "\"tracker.kind: opentracker\" (and \"hefur.enable: false\")"
+                "the daemon's own tracker with \"tracker.kind: auto\" (and "
+                "\"hefur.enable: false\")"
             )
         return "hefur"
     if not _binary("opentracker"):
         raise InvalidArgument(
             "tracker.kind is opentracker, but opentracker is not installed; install "
-            "Debian's opentracker package ('apt install opentracker'), or set "
-            "\"tracker.kind: auto\" to use hefur if it is installed"
+            "Debian's opentracker package ('apt install opentracker'; it starts a tracker "
+            "service of its own: 'systemctl disable --now opentracker'), or set "
+            "\"tracker.kind: auto\" for the daemon's own tracker"
         )
     return "opentracker"
 
@@ -147,6 +149,11 @@ class Tracker:
         self._written: list[str] | None = None
 
     @property
+    def child_name(self) -> str:
+        """The supervised child's name: "tracker" for the daemon's own, else the program's."""
+        return "tracker" if self.kind == "builtin" else self.kind
+
+    @property
     def whitelist_path(self) -> Path:
         return self.runtime_dir / WHITELIST_NAME
 
@@ -162,8 +169,15 @@ class Tracker:
         self.runtime_dir.chmod(0o755)
         self._written = None
         self.set_infohashes(infohashes)
-        argv = self._opentracker_argv() if self.kind == "opentracker" else self._hefur_argv()
-        return ChildSpec(self.kind, argv, ready=self.wait_ready)
+        argv = {"builtin": self._builtin_argv, "opentracker": self._opentracker_argv,
+                "hefur": self._hefur_argv}[self.kind]()
+        return ChildSpec(self.child_name, argv, ready=self.wait_ready)
+
+    def _builtin_argv(self) -> list[str]:
+        # The daemon's own interpreter: the one that has this package.
+        return [*setpriv_prefix(self.user), sys.executable, "-m", "boottorrentd.tracker",
+                "--listen", f"{self.host}:{self.port}", "--whitelist", str(self.whitelist_path),
+                "--interval", str(self.cfg.tracker.announce_interval)]
 
     def _opentracker_argv(self) -> list[str]:
         binary = _binary("opentracker")
@@ -196,7 +210,7 @@ class Tracker:
         tracker must be sent `reload_signal` (SIGHUP) to take the change; False when
         nothing changed or the tracker needs no signal (hefur rescans, or no tracker)."""
         hashes = _normalize(infohashes)
-        if self.kind != "opentracker" or hashes == self._written:
+        if self.kind not in WHITELISTED or hashes == self._written:
             return False
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.whitelist_path, "".join(f"{h}\n" for h in hashes), 0o644)
@@ -233,7 +247,7 @@ class Tracker:
 
         await poll_until(
             accepts, timeout=timeout,
-            what=lambda: (f"{self.kind} does not accept connections on {self.host}:"
+            what=lambda: (f"{self.child_name} does not accept connections on {self.host}:"
                           f"{self.port} ({last_error[0] if last_error else 'no answer'}); "
                           "see its log lines in the journal"))
 
@@ -245,7 +259,7 @@ class Tracker:
 
         Asks with an announce of a peer that leaves again at once (see _accepts).
         """
-        if self.kind != "opentracker":
+        if self.kind not in WHITELISTED:
             return
         pending = _normalize(infohashes)
 
@@ -257,8 +271,8 @@ class Tracker:
 
         await poll_until(
             accepted, timeout=timeout,
-            what=lambda: (f"opentracker still refuses {', '.join(pending)}; is it in "
-                          f"{self.whitelist_path}, and was opentracker sent SIGHUP?"))
+            what=lambda: (f"{self.child_name} still refuses {', '.join(pending)}; is it in "
+                          f"{self.whitelist_path}, and was {self.child_name} sent SIGHUP?"))
 
     async def _accepts(self, infohash: str) -> bool:
         # Only a "started" announce meets the whitelist ("stopped" is answered for any

@@ -64,7 +64,7 @@ import transmission_rpc
 from transmission_rpc.error import TransmissionAuthError, TransmissionConnectError
 
 from boottorrentd.config import Config
-from boottorrentd.errors import BootTorrentError
+from boottorrentd.errors import BootTorrentError, InvalidArgument
 from boottorrentd.library.bencode import bencode
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import with_announce
@@ -72,7 +72,7 @@ from boottorrentd.session import seeding
 from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.privdrop import setpriv_prefix
-from boottorrentd.util.programs import find_program
+from boottorrentd.util.programs import program_path
 from boottorrentd.util.wait import poll_until
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,14 @@ class TransmissionSeeder:
 
         Blocking (small file operations): from async code, run it in a thread if needed.
         """
-        binary = find_program("transmission-daemon", "transmission-daemon")
+        binary = program_path("transmission-daemon")
+        if binary is None:
+            # Only suggested by the package: its own service would start at install.
+            raise InvalidArgument(
+                "seeder.engine is transmission, but transmission-daemon is not installed; "
+                "install it with 'apt install transmission-daemon' (and stop the service "
+                "that package starts: 'systemctl disable --now transmission-daemon'), or set "
+                "\"seeder.engine: libtorrent\"")
         self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.runtime_dir.chmod(0o700)
         for leftover in ("torrents", "resume"):

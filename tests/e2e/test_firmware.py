@@ -1,0 +1,97 @@
+"""UEFI and Secure Boot: OVMF machines boot from the firmware's own PXE through the signed
+chain (shim → GRUB → the Debian-signed phase-1 kernel), beside a BIOS machine."""
+
+import json
+import re
+
+from boottorrentlab.lab import Lab, LabConfig
+from tests.e2e.conftest import TIMINGS
+from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
+
+# What GRUB prints under its menu while the timeout runs.
+GRUB_MENU = "The highlighted entry will be executed automatically"
+SIGNATURE_ERROR = ("Secure Boot is on and unsigned's kernel is not signed by a trusted key: "
+                   "sign it, enroll its key with MOK, or use a signed distribution kernel")
+
+
+def _grub_config(lab: Lab) -> str:
+    """The GRUB config the UEFI machines fetch over TFTP."""
+    server = lab.net.host_ip
+    return lab.net.server.run("curl", "-sSf", f"tftp://{server}/grub/grub.cfg").stdout
+
+
+def _plain(text: str) -> str:
+    # OVMF and GRUB draw with terminal escapes; the words are what matter here.
+    return re.sub(r"\x1b\[[0-9;=?]*[A-Za-z]", " ", text)
+
+
+def test_bios_uefi_and_secure_boot_machines_boot_the_same_os_from_one_swarm(make_lab, oses):
+    a, b = oses["kexec-a"], oses["kexec-b"]
+    # A menu with a timeout whose default is not the first entry; the UEFI machine is
+    # assigned, the Secure Boot one takes the menu's default.
+    lab = make_lab(LabConfig(timeout=3, default_os=a.name, seed_time=5))
+    lab.add_os(b.name, b.folder)
+    lab.add_os(a.name, a.folder)
+    lab.start_session()
+    bios, uefi, secure = (lab.add_vm(fw) for fw in ("bios", "uefi", "secureboot"))
+    lab.ctl("assign", uefi.mac, a.name)
+    grub = _grub_config(lab)
+    branch = grub[grub.index(uefi.mac):grub.index("else")]
+    assert "menuentry" not in branch and f"boottorrent.os={a.name}" in branch
+    assert "set timeout=3" in grub and f"set default={a.name}" in grub
+    for vm in (bios, uefi, secure):
+        lab.power_on(vm)
+
+    outcome = lab.wait([bios, uefi, secure], marker=a.marker, timeout=BOOT_TIMEOUT + 180)
+
+    assert outcome.ok, outcome.problems
+    assert all(vm.record["os"] == a.name for vm in (bios, uefi, secure))
+    consoles = {vm.firmware: _plain(vm.console_text()) for vm in (bios, uefi, secure)}
+    for firmware in ("uefi", "secureboot"):
+        # The firmware's own PXE loaded shim, and shim GRUB.
+        assert "NBP filename is shimx64.efi" in consoles[firmware], firmware
+        assert "Welcome to GRUB" in consoles[firmware], firmware
+    assert GRUB_MENU not in consoles["uefi"]  # assigned: no menu
+    assert GRUB_MENU in consoles["secureboot"]  # the menu, then its default
+    # The OS's kernel itself runs locked down: Secure Boot held through kexec.
+    secure_text = consoles["secureboot"]
+    assert re.search(rf"{a.name}: lockdown .*\[integrity\]", secure_text), secure_text[-2000:]
+    assert not re.search(rf"{a.name}: lockdown .*\[none\]", secure_text)
+    assert re.search(rf"{a.name}: lockdown .*\[none\]", consoles["uefi"])
+    # One swarm: every machine fetched the same torrent.
+    assert len({vm.record.get("os") for vm in (bios, uefi, secure)}) == 1
+    for vm in (bios, uefi, secure):
+        TIMINGS.append(timing_line(f"firmware {vm.firmware}", vm))
+
+
+def test_an_unsigned_kernel_on_a_secure_boot_machine_fails_with_the_reason(make_lab, oses):
+    target = oses["unsigned"]
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=0))
+    lab.add_os(target.name, target.folder)
+    lab.start_session()
+    vm = lab.add_vm("secureboot")
+    lab.power_on(vm)
+
+    lab.wait_for(lambda: vm.stage == "failed", BOOT_TIMEOUT + 60, "the client to report failed")
+
+    listed = {c["mac"]: c for c in json.loads(lab.ctl("clients", "--json").stdout)}
+    assert listed[vm.mac]["error"] == SIGNATURE_ERROR
+    assert target.marker not in vm.console_text()
+    TIMINGS.append(timing_line("secureboot, unsigned kernel", vm))
+
+
+def test_a_uefi_http_boot_machine_gets_the_loaders_url_and_boots(make_lab, oses):
+    target = oses["kexec-a"]
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=0))
+    lab.add_os(target.name, target.folder)
+    lab.start_session()
+    # OVMF with PXE off: the firmware can only boot by UEFI HTTP Boot.
+    (vm,) = lab.boot(1, "httpboot")
+
+    outcome = lab.wait([vm], marker=target.marker, timeout=BOOT_TIMEOUT + 60)
+
+    assert outcome.ok, outcome.problems
+    console = _plain(vm.console_text())
+    assert f"http://{lab.server}/uefi/snponly.efi" in console, console[:3000]
+    assert "NBP filename" not in console  # no PXE on the way
+    TIMINGS.append(timing_line("UEFI HTTP Boot", vm))

@@ -110,3 +110,18 @@ def test_the_harness_runs_and_writes_a_complete_consistent_json(tmp_path):
     assert f"bt-{tag}-" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                               text=True).stdout
     assert subprocess.run(["ip", "link", "show", f"btbr{tag}"], capture_output=True).returncode
+
+
+def test_the_lt_client_experiment_gets_every_client_a_verified_copy(tmp_path):
+    out = tmp_path / "lt.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.swarm", "--clients", str(CLIENTS), "--size", "4M",
+         "--rate", "200mbit", "--settle", "1", "--modes", "lt-client", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    summary = json.loads(out.read_text())["modes"]["lt-client"]
+    # Verified: every copy was compared with the library's file after the run.
+    assert summary["all_finished"], [r["failures"] for r in summary["runs"]]
+    (run,) = summary["runs"]
+    assert run["failures"] == [] and len(run["completion_s"]) == CLIENTS
+    assert run["server_upload_bytes"] >= SIZE  # the seed sent every piece at least once

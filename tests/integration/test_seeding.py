@@ -488,9 +488,13 @@ def test_a_joining_client_is_unchoked_at_once_not_at_the_seeds_next_10_s_rechoke
     early.add_address(21)
 
     # Without the seeder's help the client waits for that rechoke, though it asked for
-    # data after about 4 s (tracker, connection, handshake, bitfield).
-    assert seconds_to_first_byte(site, "alpha", late, expect_peers=False) >= 8.0
-    assert seconds_to_first_byte(site, "alpha", early, expect_peers=True) < 7.0
+    # data after about 4 s (tracker, connection, handshake, bitfield); with it, the
+    # client is served as soon as it asks. Compared, not timed: the next rechoke comes
+    # ~10 s after the first, so a client that waited for it would not be ahead by more
+    # than a second or two.
+    unhelped = seconds_to_first_byte(site, "alpha", late, expect_peers=False)
+    helped = seconds_to_first_byte(site, "alpha", early, expect_peers=True)
+    assert helped < unhelped - 2.5, (helped, unhelped)
 
     # The rechoke torrent that did it is the seeder's own: not shown, not in the library.
     assert set(site.stats()) == set(site.hashes())

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from bench.agent import aria2_complete_time, aria2_first_piece_time, read_status
 from bench.bounds import kumar_ross_bound, unicast_bound
 from bench.daemon import OS_NAME, PAYLOAD
+from bench.network import Machine
 from bench.proc import kill_group, launch, say
 from bench.runner import Done, Failed, Runner, RunResult
 from bench.sampler import Sampler
@@ -61,55 +63,69 @@ def _bt_checks(dirs: list[Path], procs: list[subprocess.Popen]) -> tuple[Done, F
     return done, failed
 
 
-def boottorrent(runner: Runner, n: int, rep: int) -> RunResult:
-    _fresh_session(runner)
-    session, settings = runner.session, runner.settings
-    clients = runner.lab.clients[:n]
-    dirs = runner.fresh_dirs("boottorrent", n)
-    logs = runner.logs("boottorrent")
-    seed_before = session.seed_uploaded()
-    before = runner.counters(clients)
-    sampler = Sampler(partial(runner.lab.bridge_side_traffic, clients), time.time())
-    sampler.start()
-    procs = [launch(c.ns, [str(runner.script), session.server, OS_NAME, str(d / "run"),
-                           str(d / "os"), settings.aria2_extra, runner.torrent_url],
-                    logs / f"c{i}-r{rep}.log")
-             for i, (c, d) in enumerate(zip(clients, dirs, strict=True))]
-    done, failed = _bt_checks(dirs, procs)
-    timeout = 60 + 10 * kumar_ross_bound(settings.size, n, runner.lab.links)
-    try:
-        outcome = runner.wait(f"boottorrent N={n} #{rep + 1}", n, timeout, done, failed,
-                              sampler)
-        seed_sent = session.seed_uploaded() - seed_before
-        first = [t for d in dirs if (t := aria2_first_piece_time(
-            d / "run" / "dl" / "aria2c.log", session.host)) is not None]
-        result = runner.result("boottorrent", rep, clients, before, outcome, sampler,
-                               seed_sent, first_data_at=min(first, default=None))
-    finally:
-        for p in procs:
-            kill_group(p)
-        for i, d in enumerate(dirs):
-            with contextlib.suppress(OSError):
-                shutil.copy(d / "run" / "dl" / "aria2c.log", logs / f"c{i}-r{rep}.aria2c.log")
-    return runner.verify(result, [d / "os" / OS_NAME / PAYLOAD for d in dirs])
+@dataclass(frozen=True)
+class _Swarm:
+    """What differs between the modes in which the clients swarm on the daemon's seed."""
+
+    mode: str
+    # (client index, its machine, its folder) -> the command it runs
+    command: Callable[[int, Machine, Path], list[str]]
+    checks: Callable[[list[Path], list[subprocess.Popen]], tuple[Done, Failed]]
+    copy: Callable[[Path], Path]  # a client's folder -> its copy of the payload
+    # When the seed's first piece data reached a client (None: the sampler decides).
+    first_data: Callable[[list[Path]], float | None] = lambda dirs: None
+    keep_logs: Callable[[list[Path], Path, int], None] = lambda dirs, logs, rep: None
 
 
-def lt_client(runner: Runner, n: int, rep: int) -> RunResult:
-    """Experiment: the clients download with libtorrent (bench/ltclient.py), not aria2c."""
+def _swarm(runner: Runner, n: int, rep: int, swarm: _Swarm) -> RunResult:
+    """Every client joins the daemon's swarm at the same moment; counts what the seed sent."""
     _fresh_session(runner)
     session = runner.session
     clients = runner.lab.clients[:n]
-    dirs = runner.fresh_dirs("lt-client", n)
-    logs = runner.logs("lt-client")
+    dirs = runner.fresh_dirs(swarm.mode, n)
+    logs = runner.logs(swarm.mode)
     seed_before = session.seed_uploaded()
     before = runner.counters(clients)
     sampler = Sampler(partial(runner.lab.bridge_side_traffic, clients), time.time())
     sampler.start()
-    url = f"http://{session.server}/torrents/{OS_NAME}.torrent"
-    procs = [launch(c.ns, [sys.executable, "-m", "bench.ltclient", url, str(d), c.address,
-                           str(runner.settings.lt_slots)], logs / f"c{i}-r{rep}.log")
+    procs = [launch(c.ns, swarm.command(i, c, d), logs / f"c{i}-r{rep}.log")
              for i, (c, d) in enumerate(zip(clients, dirs, strict=True))]
+    done, failed = swarm.checks(dirs, procs)
+    timeout = 60 + 10 * kumar_ross_bound(runner.settings.size, n, runner.lab.links)
+    try:
+        outcome = runner.wait(f"{swarm.mode} N={n} #{rep + 1}", n, timeout, done, failed,
+                              sampler)
+        seed_sent = session.seed_uploaded() - seed_before
+        result = runner.result(swarm.mode, rep, clients, before, outcome, sampler, seed_sent,
+                               first_data_at=swarm.first_data(dirs))
+    finally:
+        for p in procs:
+            kill_group(p)
+        swarm.keep_logs(dirs, logs, rep)
+    return runner.verify(result, [swarm.copy(d) for d in dirs])
 
+
+def boottorrent(runner: Runner, n: int, rep: int) -> RunResult:
+    session, settings = runner.session, runner.settings
+
+    def first_data(dirs: list[Path]) -> float | None:
+        return min((t for d in dirs if (t := aria2_first_piece_time(
+            d / "run" / "dl" / "aria2c.log", session.host)) is not None), default=None)
+
+    def keep_logs(dirs: list[Path], logs: Path, rep: int) -> None:
+        for i, d in enumerate(dirs):
+            with contextlib.suppress(OSError):
+                shutil.copy(d / "run" / "dl" / "aria2c.log", logs / f"c{i}-r{rep}.aria2c.log")
+
+    return _swarm(runner, n, rep, _Swarm(
+        "boottorrent",
+        lambda i, c, d: [str(runner.script), session.server, OS_NAME, str(d / "run"),
+                         str(d / "os"), settings.aria2_extra, runner.torrent_url],
+        _bt_checks, lambda d: d / "os" / OS_NAME / PAYLOAD, first_data, keep_logs))
+
+
+def _lt_checks(dirs: list[Path], procs: list[subprocess.Popen]) -> tuple[Done, Failed]:
+    """When a bench/ltclient.py client has the whole OS (it writes the time), or why not."""
     def done(i: int) -> float | None:
         with contextlib.suppress(FileNotFoundError, ValueError):
             return float((dirs[i] / "complete").read_text())
@@ -120,15 +136,17 @@ def lt_client(runner: Runner, n: int, rep: int) -> RunResult:
             return f"exited with status {procs[i].returncode} before completing"
         return None
 
-    timeout = 60 + 10 * kumar_ross_bound(runner.settings.size, n, runner.lab.links)
-    try:
-        outcome = runner.wait(f"lt-client N={n} #{rep + 1}", n, timeout, done, failed, sampler)
-        result = runner.result("lt-client", rep, clients, before, outcome, sampler,
-                               session.seed_uploaded() - seed_before)
-    finally:
-        for p in procs:
-            kill_group(p)
-    return runner.verify(result, [d / OS_NAME / PAYLOAD for d in dirs])
+    return done, failed
+
+
+def lt_client(runner: Runner, n: int, rep: int) -> RunResult:
+    """Experiment: the clients download with libtorrent (bench/ltclient.py), not aria2c."""
+    url = f"http://{runner.session.server}/torrents/{OS_NAME}.torrent"
+    return _swarm(runner, n, rep, _Swarm(
+        "lt-client",
+        lambda i, c, d: [sys.executable, "-m", "bench.ltclient", url, str(d), c.address,
+                         str(runner.settings.lt_slots)],
+        _lt_checks, lambda d: d / OS_NAME / PAYLOAD))
 
 
 def unicast(runner: Runner, n: int, rep: int) -> RunResult:

@@ -184,7 +184,12 @@ class Manager:
 
     async def assign(self, mac: str, os_name: str) -> str:
         mac = _mac(mac)
-        self.library.get(os_name)
+        entry = self.library.get(os_name)
+        if entry.spec.method == "image" and not self.config_in_use.client.allow_disk_writes:
+            raise InvalidArgument(
+                f"{os_name} is a disk image that would be written over {mac}'s disk, and "
+                "disk writes are off: set client.allow_disk_writes: true in "
+                f"{self.config_path} (then `boottorrentctl reload`) to allow them")
         self.registry.assign(mac, os_name)
         await self.registry.flush()
         log.info("client %s assigned to %s", mac, os_name, extra={"BOOTTORRENT_MAC": mac})

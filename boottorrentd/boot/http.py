@@ -165,7 +165,8 @@ class BootServer:
         except ValueError as exc:
             raise _reason(web.HTTPBadRequest, str(exc)) from None
         cfg = self.cfg
-        plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg)
+        plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg,
+                         self.registry.imaged)
         ready = await asyncio.to_thread(self.phase1_ready)
         script = render_ipxe(plan, server=self.server_address, phase1_ready=ready,
                              cmdline_extra=cfg.client.extra_cmdline)

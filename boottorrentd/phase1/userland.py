@@ -16,14 +16,16 @@ from boottorrentd.util.programs import find_program
 
 # The applets the agent scripts call; the build fails if the host's busybox lacks one.
 AGENT_APPLETS = (
-    "sh", "awk", "cat", "chmod", "cttyhack", "cut", "date", "dd", "dmesg", "echo", "grep",
-    "head", "insmod", "ip", "kill", "ln", "losetup", "ls", "mkdir", "mount", "mv", "od",
-    "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sleep", "sort", "switch_root",
-    "sync", "tail", "timeout", "tr", "udhcpc", "umount", "uniq", "wc", "wget",
+    "sh", "awk", "cat", "chmod", "cttyhack", "cut", "date", "dd", "dirname", "dmesg", "echo",
+    "grep", "head", "insmod", "ip", "kill", "ln", "losetup", "ls", "mkdir", "mkfifo", "mount",
+    "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum", "sleep",
+    "sort", "switch_root", "sync", "tail", "tee", "timeout", "tr", "udhcpc", "umount", "uniq",
+    "wc", "wget",
 )
 # Programs besides busybox (name -> the Debian package that has it), found on PATH and
 # placed at their own paths.
-PROGRAMS = {"aria2c": "aria2", "kexec": "kexec-tools"}
+# zstd decompresses disk images (zstd and xz) onto the disk.
+PROGRAMS = {"aria2c": "aria2", "kexec": "kexec-tools", "zstd": "zstd"}
 # Where the agent's scripts go in the initrd (source name in boottorrentd/phase1/agent -> path).
 AGENT_FILES = {
     "init": "init",

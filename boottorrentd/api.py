@@ -111,8 +111,9 @@ _QEMU_KEYS = (
     KeyDoc(
         "args",
         "Arguments to qemu-system-x86_64; files they name are relative to the OS folder, "
-        "e.g. -fda disk.img or -cdrom disc.iso. Accepted now; the client runs the VM in a "
-        "later release.",
+        "e.g. -fda disk.img or -cdrom disc.iso. The client runs the VM with KVM where it "
+        "has it (else TCG) and its serial console on the client's (-nographic) unless the "
+        "arguments ask for a display (e.g. -vnc :0), and seeds the OS while the VM runs.",
         default="",
         example="-cdrom disc.iso",
     ),

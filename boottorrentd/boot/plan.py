@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from boottorrentd.config import BootSection, Config
 from boottorrentd.library.store import OSEntry
+from boottorrentd.phase1.qemu import QEMU_IMAGE
 from boottorrentd.util.mac import normalize_mac
 
 
@@ -181,12 +182,14 @@ def render_chain(server: str) -> str:
 
 
 def render_ipxe(
-    plan: BootPlan, *, server: str, phase1_ready: bool, cmdline_extra: str = ""
+    plan: BootPlan, *, server: str, phase1_ready: bool, cmdline_extra: str = "",
+    qemu_oss: Collection[str] = (),
 ) -> str:
     """The iPXE script that carries out `plan`.
 
     `server` is "host:port" of the boot HTTP server as the clients reach it. When
     `phase1_ready` is false no OS can boot, so the script only says how to fix that.
+    The OSes in `qemu_oss` run in a virtual machine: phase-1 gets QEMU's initramfs too.
     """
     lines = ["#!ipxe", f"# BootTorrent boot script for {plan.mac}: {ipxe_text(plan.reason)}"]
     if plan.kind == PlanKind.NONE:
@@ -207,7 +210,7 @@ def render_ipxe(
             "exit",
         ]
     else:
-        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra))
+        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra), qemu_oss)
     return "\n".join(lines) + "\n"
 
 
@@ -223,7 +226,8 @@ def _local_lines(plan: BootPlan) -> list[str]:
     ]
 
 
-def _boot_lines(plan: BootPlan, server: str, extra: str) -> list[str]:
+def _boot_lines(plan: BootPlan, server: str, extra: str,
+                qemu_oss: Collection[str]) -> list[str]:
     """The menu (if any), one label per OS that loads phase-1 for it, and the fallbacks."""
     labels = {item.name: item.label for item in plan.items}
     if plan.kind == PlanKind.DIRECT:
@@ -240,7 +244,8 @@ def _boot_lines(plan: BootPlan, server: str, extra: str) -> list[str]:
         raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {kinds}")
 
     for name in targets:
-        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra)
+        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra,
+                               qemu=name in qemu_oss)
     if plan.kind == PlanKind.MENU:
         lines += [
             f":{_CANCEL}",
@@ -272,8 +277,10 @@ def _menu_lines(plan: BootPlan) -> list[str]:
     return lines
 
 
-def _phase1_lines(name: str, label: str, server: str, extra: str) -> list[str]:
-    """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`."""
+def _phase1_lines(name: str, label: str, server: str, extra: str, *,
+                  qemu: bool = False) -> list[str]:
+    """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`
+    (with QEMU's initramfs after phase-1's when `qemu`: the kernel unpacks both)."""
     cmdline = (
         f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
         "boottorrent.mac=${net0/mac}"
@@ -285,6 +292,7 @@ def _phase1_lines(name: str, label: str, server: str, extra: str) -> list[str]:
         f"echo BootTorrent: starting {label} ({name})",
         f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
         f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
+        *([f"initrd http://{server}/phase1/{QEMU_IMAGE} || goto {_FAILED}"] if qemu else []),
         f"boot || goto {_FAILED}",
     ]
 

@@ -58,11 +58,14 @@ def add_programs(archive: Archive) -> list[Path]:
             archive.add_symlink(f"bin/{applet}", "busybox")
     for folder in ("sbin", "usr/bin", "usr/sbin"):
         archive.add_dir(folder)
-    used = [Path(busybox)]
-    programs = []
-    for name, package in PROGRAMS.items():
-        path = Path(find_program(name, package))
-        programs.append(path)
+    programs = [Path(find_program(name, package)) for name, package in PROGRAMS.items()]
+    return [Path(busybox), *add_binaries(archive, programs)]
+
+
+def add_binaries(archive: Archive, programs: list[Path]) -> list[Path]:
+    """Put `programs` and every shared library they need into `archive`; the host files."""
+    used = []
+    for path in programs:
         # At its own path, so that PATH order and any $ORIGIN in it behave as on the host.
         archive.add_file(str(path), path.read_bytes(), executable=True)
         used.append(path)

@@ -20,10 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from boottorrentd.config.sections import SeederSection
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1 import build as phase1
 from boottorrentd.phase1 import userland
 from boottorrentd.phase1.cpio import Archive
+from boottorrentd.phase1.qemu import build_qemu, qemu_image
+from boottorrentd.session.seeding import CHILD
+from boottorrentd.util.wait import wait_until
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, world_readable_tmpdir
 from tests.integration.test_session import config_text, payload_os
@@ -340,7 +344,8 @@ class Vms:
         self.folder = folder
         self.vms: list[Vm] = []
 
-    def boot(self, os_name: str, *, append: str = "", disks: tuple[Path, ...] = ()) -> Vm:
+    def boot(self, os_name: str, *, append: str = "", disks: tuple[Path, ...] = (),
+             initrd: Path | None = None) -> Vm:
         index = len(self.vms)
         mac = f"52:54:00:{secrets.randbelow(256):02x}:{secrets.randbelow(256):02x}:{index:02x}"
         tap = self.server.lan.add_tap()
@@ -351,7 +356,7 @@ class Vms:
             "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-nodefaults",
             "-no-user-config", "-display", "none", "-monitor", "none",
             "-serial", f"file:{console}", "-no-reboot",
-            "-kernel", str(self.built.vmlinuz), "-initrd", str(self.built.initrd),
+            "-kernel", str(self.built.vmlinuz), "-initrd", str(initrd or self.built.initrd),
             "-append", cmdline,
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
@@ -546,3 +551,50 @@ def test_a_client_refuses_to_write_its_disk_when_the_server_does_not_allow_it(vm
     assert disk.read_bytes() == bytes(4 << 20)
     refused = vms.server.daemon.ctl("assign", "52:54:00:00:00:01", "lab", check=False)
     assert refused.returncode != 0 and "disk writes are off" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def qemu_initrd(built: Built) -> Path:
+    """phase-1's initrd with the QEMU flavour's archive after it, as iPXE loads the two."""
+    build_qemu(built.folder.parent)
+    both = built.folder.parent / "initrd-with-qemu.img"
+    both.write_bytes(built.initrd.read_bytes() + qemu_image(built.folder.parent).read_bytes())
+    return both
+
+
+def test_a_client_runs_a_qemu_os_and_seeds_it_to_others_while_the_vm_runs(
+        vms: Vms, tmp_path, qemu_initrd):
+    folder = payload_os(tmp_path / "oss" / "vm", 6 << 20, b"vm")
+    (folder / "root.img").rename(folder / "disk.img")
+    # A disk no BIOS can boot: the VM's firmware looks for a boot device for as long as it
+    # runs, which is all this needs of it under nested TCG.
+    (folder / "config.yaml").write_text(
+        "method: qemu\nargs: -m 32 -nic none -drive file=disk.img,format=raw,if=virtio\n")
+    vms.server.add_os("vm", folder)
+    vms.server.daemon.ctl("start")
+    vm = vms.boot("vm", initrd=qemu_initrd)
+    # -nographic: the VM's firmware writes on this machine's console.
+    console = vms.wait_for(vm, "SeaBIOS")
+    assert "-nographic -m 32 -nic none -drive file=disk.img" in console, console
+    assert "SeaBIOS" in console, console
+    wait_until(lambda: vms.server.clients()[vm.mac]["stage"] == "running", timeout=30,
+               what="the daemon to show the VM running")
+
+    # With the server's seed stopped, a second machine can only get the OS from the first.
+    children = json.loads(vms.server.daemon.ctl("status", "--json").stdout)["children"]
+    seed = {c["name"]: c for c in children}[CHILD[SeederSection().engine]]["pid"]
+    os.kill(seed, signal.SIGSTOP)
+    try:
+        before = vms.server.clients()[vm.mac]["uploaded_bytes"]
+        result = bt_download(client_ns(vms.server, 1), "-w", str(tmp_path / "work"), "-t", "60",
+                             f"http://{vms.server.address}/torrents/vm.torrent",
+                             str(tmp_path / "got"), "--bt-tracker-interval=2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (tmp_path / "got" / "vm" / "disk.img").read_bytes() == \
+            (folder / "disk.img").read_bytes()
+        wait_until(lambda: vms.server.clients()[vm.mac]["uploaded_bytes"] >= before + (6 << 20),
+                   timeout=30, what="the first machine to report what it uploaded")
+    finally:
+        os.kill(seed, signal.SIGCONT)
+    assert vms.server.clients()[vm.mac]["stage"] == "running"
+    assert vm.process.poll() is None and "the VM ended" not in vm.text()

@@ -92,6 +92,18 @@ def test_an_imaged_machine_boots_from_its_disk_whatever_it_is_assigned():
     assert not any("phase1" in line for line in lines)
 
 
+def test_an_os_run_in_qemu_gets_the_qemu_initramfs_after_phase1s_and_others_do_not():
+    menu = plan(timeout=30, default_os="debian12")
+
+    lines = script(menu, qemu_oss=["freedos"]).splitlines()
+
+    freedos = lines[lines.index(":freedos"):lines.index(":memtest")]
+    qemu = f"initrd http://{SERVER}/phase1/qemu.img || goto _bt_failed"
+    assert freedos.index(qemu) == freedos.index(
+        f"initrd http://{SERVER}/phase1/initrd.img || goto _bt_failed") + 1
+    assert lines.count(qemu) == 1
+
+
 def test_an_imaged_machine_boots_from_its_disk_even_before_phase1_is_built():
     p = plan_boot(MAC, OSS, {}, cfg(), {MAC: "freedos"})
 

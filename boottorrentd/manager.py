@@ -160,6 +160,9 @@ class Manager:
             self._set_state(SessionState.RUNNING)
             for cb in self.on_config_change:
                 cb()
+            if self._needs_qemu():
+                # A library from before the flavour existed, or a new kernel: build it now.
+                self._build_qemu_soon()
 
     async def stop_session(self, *, forget: bool = True) -> None:
         async with self._lifecycle:

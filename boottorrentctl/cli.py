@@ -138,7 +138,10 @@ def _clients_table(clients: list[dict[str, Any]]) -> "Table":
     for title in ("", "DOWN/s", "UP/s", "PEERS"):
         table.add_column(title, justify="right", no_wrap=True)
     for c in clients:
-        table.add_row(c["mac"], c["ip"] or "-", c["os"] or c["assigned_os"] or "-",
+        # An imaged machine boots its disk: its OS is the one written there.
+        os_name = f"{c['imaged_os']} (disk)" if c["imaged_os"] else \
+            c["os"] or c["assigned_os"] or "-"
+        table.add_row(c["mac"], c["ip"] or "-", os_name,
                       c["stage"] or "-", Bar(total=1.0, completed=c["progress"], width=20),
                       f"{c['progress']:.0%}", human_size(c["down_rate"]),
                       human_size(c["up_rate"]), str(c["peers"]))

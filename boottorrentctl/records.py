@@ -15,6 +15,7 @@ def client_record(props: dict[str, Any]) -> dict[str, Any]:
         "hostname": props["Hostname"],
         "os": props["OS"],
         "assigned_os": props["AssignedOS"],
+        "imaged_os": props["ImagedOS"],
         "stage": props["Stage"],
         "progress": props["Progress"],
         "downloaded_bytes": props["DownloadedBytes"],

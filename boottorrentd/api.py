@@ -72,7 +72,8 @@ TEXT = "text"  # any one-line string
 LABEL = "label"  # a non-empty one-line string
 FILE = "file"  # a regular file inside the OS folder
 CHOICE = "choice"  # one of KeyDoc.choices
-DEVICE = "device"  # a path under /dev/
+DISK = "disk"  # largest, first or a path under /dev/
+DISK_RULES = ("largest", "first")
 ABSPATH = "abspath"  # an absolute path inside the OS's own root filesystem
 
 
@@ -110,8 +111,9 @@ _QEMU_KEYS = (
     KeyDoc(
         "args",
         "Arguments to qemu-system-x86_64; files they name are relative to the OS folder, "
-        "e.g. -fda disk.img or -cdrom disc.iso. Accepted now; the client runs the VM in a "
-        "later release.",
+        "e.g. -fda disk.img or -cdrom disc.iso. The client runs the VM with KVM where it "
+        "has it (else TCG) and its serial console on the client's (-nographic) unless the "
+        "arguments ask for a display (e.g. -vnc :0), and seeds the OS while the VM runs.",
         default="",
         example="-cdrom disc.iso",
     ),
@@ -167,21 +169,29 @@ OS_METHOD_KEYS: dict[str, tuple[KeyDoc, ...]] = {
     "image": (
         KeyDoc(
             "image",
-            "A raw disk image in the OS folder, written over the client's disk.",
+            "A disk image in the OS folder, written over the client's whole disk: raw, or "
+            "raw compressed with zstd or xz (by its name ending in .zst or .xz). A raw image "
+            "is downloaded straight onto the disk, so it may be larger than the client's "
+            "memory; a compressed one is downloaded into memory and decompressed onto the "
+            "disk.",
             required=True,
             kind=FILE,
             example="disk.img",
         ),
         KeyDoc(
-            "device",
-            "The client's disk the image is written to; everything on it is lost.",
-            required=True,
-            kind=DEVICE,
+            "target",
+            "The client's disk the image is written to; everything on it is lost. largest: "
+            "the largest disk; first: the first disk by kernel name (nvme0n1 before sda "
+            "before vda); or a device such as /dev/sda. CD drives, floppies, loop and RAM "
+            "disks never count. The server must allow it: client.allow_disk_writes.",
+            default="largest",
+            kind=DISK,
             example="/dev/sda",
         ),
         KeyDoc(
             "after",
-            "What the client does once the image is written.",
+            "What the client does once the image is written, verified and seeded: reboot "
+            "(the server then tells it to boot from its disk) or poweroff.",
             default="reboot",
             kind=CHOICE,
             choices=("reboot", "poweroff"),

@@ -13,6 +13,7 @@ from boottorrentd.errors import BootTorrentError, Busy, Exists, InvalidArgument
 from boottorrentd.library.osspec import load_os_config
 from boottorrentd.library.store import Library, OSEntry, check_name
 from boottorrentd.phase1 import build as phase1
+from boottorrentd.phase1.qemu import QEMU_METHODS, build_qemu, needs_qemu, read_qemu_manifest
 from boottorrentd.session.session import Session
 from boottorrentd.util.fs import write_atomic
 from boottorrentd.util.mac import normalize_mac
@@ -63,6 +64,7 @@ class Manager:
         self.on_config_change: list[Callable[[], None]] = []
         self.on_build_progress: list[Callable[[str, float], None]] = []
         self._building = False
+        self._qemu_build: asyncio.Task | None = None
 
     def load(self) -> None:
         self.library.load()
@@ -158,6 +160,9 @@ class Manager:
             self._set_state(SessionState.RUNNING)
             for cb in self.on_config_change:
                 cb()
+            if self._needs_qemu():
+                # A library from before the flavour existed, or a new kernel: build it now.
+                self._build_qemu_soon()
 
     async def stop_session(self, *, forget: bool = True) -> None:
         async with self._lifecycle:
@@ -184,7 +189,12 @@ class Manager:
 
     async def assign(self, mac: str, os_name: str) -> str:
         mac = _mac(mac)
-        self.library.get(os_name)
+        entry = self.library.get(os_name)
+        if entry.spec.method == "image" and not self.config_in_use.client.allow_disk_writes:
+            raise InvalidArgument(
+                f"{os_name} is a disk image that would be written over {mac}'s disk, and "
+                "disk writes are off: set client.allow_disk_writes: true in "
+                f"{self.config_path} (then `boottorrentctl reload`) to allow them")
         self.registry.assign(mac, os_name)
         await self.registry.flush()
         log.info("client %s assigned to %s", mac, os_name, extra={"BOOTTORRENT_MAC": mac})
@@ -210,6 +220,9 @@ class Manager:
         try:
             manifest = await asyncio.to_thread(
                 phase1.build, self.state_dir, kernel_version=kernel_version, progress=report)
+            if self._needs_qemu():
+                await asyncio.to_thread(build_qemu, self.state_dir,
+                                        kernel_version=manifest.kernel_version)
         finally:
             self._building = False
         log.info("built the phase-1 image for kernel %s: vmlinuz %d bytes, initrd %d bytes",
@@ -253,7 +266,35 @@ class Manager:
             cb(entry)
         if self.session is not None:
             await self.session.library_changed()
+        if entry.spec.method in QEMU_METHODS:
+            self._build_qemu_soon()
         return entry
+
+    def _needs_qemu(self) -> bool:
+        return needs_qemu([entry.spec.method for entry in self.library.entries.values()])
+
+    def _build_qemu_soon(self) -> None:
+        """Build phase-1's QEMU flavour in the background for the phase-1 image's kernel,
+        unless it is built for it already (build-client builds both)."""
+        if self._qemu_build is None or self._qemu_build.done():
+            self._qemu_build = asyncio.create_task(self._build_qemu(), name="phase1-qemu")
+
+    async def _build_qemu(self) -> None:
+        base = await asyncio.to_thread(phase1.read_manifest, self.state_dir)
+        if base is None or self._building:
+            return
+        built = await asyncio.to_thread(read_qemu_manifest, self.state_dir)
+        if built is not None and built.get("kernel_version") == base.kernel_version:
+            return
+        log.info("building phase-1's QEMU flavour for kernel %s", base.kernel_version)
+        try:
+            done = await asyncio.to_thread(build_qemu, self.state_dir,
+                                           kernel_version=base.kernel_version)
+        except BootTorrentError as e:
+            log.error("could not build phase-1's QEMU flavour, which OSes of method qemu "
+                      "need: %s", e)
+            return
+        log.info("built phase-1's QEMU flavour: %d bytes", done["size"])
 
     async def remove_os(self, name: str) -> None:
         await self.library.remove(name)

@@ -39,6 +39,7 @@ from boottorrentd.clients.registry import Registry, Stage
 from boottorrentd.config import Config
 from boottorrentd.library.names import NAME_RE
 from boottorrentd.library.store import OSEntry
+from boottorrentd.phase1.qemu import QEMU_DIR, QEMU_IMAGE, QEMU_METHODS
 from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
@@ -165,10 +166,13 @@ class BootServer:
         except ValueError as exc:
             raise _reason(web.HTTPBadRequest, str(exc)) from None
         cfg = self.cfg
-        plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg)
+        plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg,
+                         self.registry.imaged)
         ready = await asyncio.to_thread(self.phase1_ready)
+        qemu_oss = [name for name, entry in self.library.entries.items()
+                    if entry.spec.method in QEMU_METHODS]
         script = render_ipxe(plan, server=self.server_address, phase1_ready=ready,
-                             cmdline_extra=cfg.client.extra_cmdline)
+                             cmdline_extra=cfg.client.extra_cmdline, qemu_oss=qemu_oss)
         if request.method == "GET":
             # A HEAD (a person checking with curl -I) is not a machine booting.
             self.registry.http_seen(mac, request.remote or "", Stage.MENU)
@@ -192,6 +196,8 @@ class BootServer:
 
     async def _phase1(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
+        if name == QEMU_IMAGE:
+            return await self._qemu_image()
         if name not in PHASE1_FILES:
             raise _reason(web.HTTPNotFound,
                           f"no phase-1 file {name!r}; there are {', '.join(PHASE1_FILES)}")
@@ -213,6 +219,15 @@ class BootServer:
             else:
                 log.debug("phase-1 kernel fetched by %s, a machine not seen before",
                           request.remote)
+        return web.FileResponse(path)
+
+    async def _qemu_image(self) -> web.StreamResponse:
+        path = self.phase1_dir.parent / QEMU_DIR / QEMU_IMAGE
+        if not await asyncio.to_thread(_regular_file, path):
+            raise _reason(web.HTTPNotFound,
+                          "phase-1's QEMU flavour is not built; the server builds it when an "
+                          "OS of method qemu is added; build it now with: boottorrentctl "
+                          "build-client")
         return web.FileResponse(path)
 
     def _entry(self, name: str) -> OSEntry:

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from boottorrentd.config import BootSection, Config
 from boottorrentd.library.store import OSEntry
+from boottorrentd.phase1.qemu import QEMU_IMAGE
 from boottorrentd.util.mac import normalize_mac
 
 
 class PlanKind(StrEnum):
-    """What a machine is given: the menu, one OS at once, or only the reason it gets none."""
+    """What a machine is given: the menu, one OS at once, its own disk (it was imaged), or
+    only the reason it gets none."""
 
     MENU = "menu"
     DIRECT = "direct"
+    LOCAL = "local"
     NONE = "none"
 
 
@@ -59,8 +62,8 @@ class BootPlan:
 
     MENU: `items` in order, `default` preselected (booted after `timeout` seconds when it
     is positive; a negative timeout waits forever). DIRECT: `os` at once; `items` holds
-    just that OS, for its label. NONE: nothing to boot; `reason` says why. `reason`
-    always explains the choice.
+    just that OS, for its label. LOCAL: the machine's first disk, where `os` was written.
+    NONE: nothing to boot; `reason` says why. `reason` always explains the choice.
     """
 
     mac: str
@@ -77,15 +80,24 @@ def plan_boot(
     oss: Mapping[str, str],
     assignments: Mapping[str, str],
     cfg: Config,
+    imaged: Mapping[str, str] | None = None,
 ) -> BootPlan:
     """The boot plan of the machine `mac`.
 
     `oss` maps the library's OS names to their dispnames, in library order; `assignments`
-    maps MACs (in normalize_mac form) to OS names. Raises ValueError for a bad MAC.
+    maps MACs (in normalize_mac form) to OS names; `imaged` maps the MACs of machines
+    whose disks were imaged to the OS written there: they boot from their disks, until an
+    operator assigns them again. Raises ValueError for a bad MAC.
     """
     mac = normalize_mac(mac)
     boot = cfg.boottorrent
     notes: list[str] = []
+
+    written = (imaged or {}).get(mac)
+    if written is not None:
+        return BootPlan(mac, PlanKind.LOCAL, (), None, 0, written,
+                        f"{mac} holds {written} on its disk since it was imaged; it boots "
+                        "from that disk until it is assigned again (boottorrentctl assign)")
 
     assigned = assignments.get(mac)
     if assigned is not None:
@@ -170,12 +182,14 @@ def render_chain(server: str) -> str:
 
 
 def render_ipxe(
-    plan: BootPlan, *, server: str, phase1_ready: bool, cmdline_extra: str = ""
+    plan: BootPlan, *, server: str, phase1_ready: bool, cmdline_extra: str = "",
+    qemu_oss: Collection[str] = (),
 ) -> str:
     """The iPXE script that carries out `plan`.
 
     `server` is "host:port" of the boot HTTP server as the clients reach it. When
     `phase1_ready` is false no OS can boot, so the script only says how to fix that.
+    The OSes in `qemu_oss` run in a virtual machine: phase-1 gets QEMU's initramfs too.
     """
     lines = ["#!ipxe", f"# BootTorrent boot script for {plan.mac}: {ipxe_text(plan.reason)}"]
     if plan.kind == PlanKind.NONE:
@@ -185,6 +199,8 @@ def render_ipxe(
             f"sleep {MESSAGE_PAUSE}",
             "shell",
         ]
+    elif plan.kind == PlanKind.LOCAL:
+        lines += _local_lines(plan)
     elif not phase1_ready:
         lines += [
             "echo BootTorrent: the phase-1 boot image is not built on the server yet.",
@@ -194,11 +210,24 @@ def render_ipxe(
             "exit",
         ]
     else:
-        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra))
+        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra), qemu_oss)
     return "\n".join(lines) + "\n"
 
 
-def _boot_lines(plan: BootPlan, server: str, extra: str) -> list[str]:
+def _local_lines(plan: BootPlan) -> list[str]:
+    """Boot the machine's first disk: a BIOS through its INT 13 drive 0x80; UEFI firmware
+    (and a BIOS whose iPXE cannot sanboot) by leaving iPXE, when the firmware moves on to
+    its next boot entry, the disk."""
+    return [
+        f"echo BootTorrent: booting {plan.os} from this machine's disk",
+        "iseq ${platform} efi && exit ||",
+        "sanboot --no-describe --drive 0x80 ||",
+        "exit",
+    ]
+
+
+def _boot_lines(plan: BootPlan, server: str, extra: str,
+                qemu_oss: Collection[str]) -> list[str]:
     """The menu (if any), one label per OS that loads phase-1 for it, and the fallbacks."""
     labels = {item.name: item.label for item in plan.items}
     if plan.kind == PlanKind.DIRECT:
@@ -215,7 +244,8 @@ def _boot_lines(plan: BootPlan, server: str, extra: str) -> list[str]:
         raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {kinds}")
 
     for name in targets:
-        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra)
+        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra,
+                               qemu=name in qemu_oss)
     if plan.kind == PlanKind.MENU:
         lines += [
             f":{_CANCEL}",
@@ -247,8 +277,10 @@ def _menu_lines(plan: BootPlan) -> list[str]:
     return lines
 
 
-def _phase1_lines(name: str, label: str, server: str, extra: str) -> list[str]:
-    """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`."""
+def _phase1_lines(name: str, label: str, server: str, extra: str, *,
+                  qemu: bool = False) -> list[str]:
+    """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`
+    (with QEMU's initramfs after phase-1's when `qemu`: the kernel unpacks both)."""
     cmdline = (
         f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
         "boottorrent.mac=${net0/mac}"
@@ -260,6 +292,7 @@ def _phase1_lines(name: str, label: str, server: str, extra: str) -> list[str]:
         f"echo BootTorrent: starting {label} ({name})",
         f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
         f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
+        *([f"initrd http://{server}/phase1/{QEMU_IMAGE} || goto {_FAILED}"] if qemu else []),
         f"boot || goto {_FAILED}",
     ]
 
@@ -275,11 +308,13 @@ _ANY_MAC = "00:00:00:00:00:00"
 
 def grub_config(
     oss: Mapping[str, str], assignments: Mapping[str, str], cfg: Config, *, server: str,
-    phase1_ready: bool,
+    phase1_ready: bool, imaged: Mapping[str, str] | None = None,
 ) -> str:
-    """GRUB's config for every machine: `plan_boot` of each assigned MAC and of the rest,
-    rendered by `render_grub` (the arguments are plan_boot's and render_ipxe's)."""
-    assigned = {mac: plan_boot(mac, oss, assignments, cfg) for mac in assignments}
+    """GRUB's config for every machine: `plan_boot` of each assigned or imaged MAC and of
+    the rest, rendered by `render_grub` (the arguments are plan_boot's and render_ipxe's)."""
+    imaged = imaged or {}
+    assigned = {mac: plan_boot(mac, oss, assignments, cfg, imaged)
+                for mac in {**assignments, **imaged}}
     others = plan_boot(_ANY_MAC, oss, {}, cfg)
     return render_grub(assigned, others, server=server, phase1_ready=phase1_ready,
                        cmdline_extra=cfg.client.extra_cmdline)
@@ -319,6 +354,10 @@ def _indent(lines: list[str]) -> list[str]:
 def _grub_plan(plan: BootPlan, mac: str, server: str, phase1_ready: bool,
                extra: str) -> list[str]:
     lines = [f"# {ipxe_text(plan.reason)}"]
+    if plan.kind == PlanKind.LOCAL:
+        # Leaving GRUB hands the machine back to the firmware, which boots its next entry.
+        return [*lines, _grub_echo(f"BootTorrent: booting {plan.os} from this machine's disk"),
+                "exit"]
     if plan.kind == PlanKind.NONE:
         return [
             *lines,
@@ -412,7 +451,18 @@ def boot_json(entry: OSEntry, cfg: Config, *, server: str) -> dict:
         # {mac} is filled in by the client: this document is the same for every machine.
         "report_url": f"http://{server}/api/v1/clients/{{mac}}/events",
         "report_interval": cfg.client.report_interval,
+        "allow_disk_writes": cfg.client.allow_disk_writes,
+        **_image_bytes(entry),
     }
+
+
+def _image_bytes(entry: OSEntry) -> dict[str, int]:
+    """An image OS's image size: the client checks its disk holds it before it writes."""
+    if entry.spec.method != "image":
+        return {}
+    image = tuple(entry.spec.fields["image"].split("/"))
+    sizes = [f.length for f in entry.torrent.files if tuple(f.path) == image]
+    return {"image_bytes": sizes[0] if sizes else 0}
 
 
 _ENV_PREFIX = "BT"

@@ -168,6 +168,7 @@ CLIENT_PROPERTIES = (
     _field("LastSeenUSec", "t", "last_seen", _usec),
     _field("Error", "s", "error"),
     _field("AssignedOS", "s", "assigned_os"),
+    _field("ImagedOS", "s", "imaged_os"),
 )
 
 _CLIENT_BY_FIELD = {prop.field: prop for prop in CLIENT_PROPERTIES}

@@ -5,8 +5,10 @@ machines' own progress reports (`report`). Listeners learn about new machines th
 `on_new` and about changes through `on_change`, with the names of the changed fields, so
 the D-Bus layer can emit PropertiesChanged without diffing.
 
-Assignments (MAC -> OS) are the only state that outlives the daemon: they are kept in a
-small JSON file, written atomically.
+Assignments (MAC -> OS) and the machines whose disks were imaged (MAC -> OS written) are
+the only state that outlives the daemon: they are kept in a small JSON file, written
+atomically. An imaged machine boots from its disk until it is assigned (or unassigned)
+again.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Stage(StrEnum):
     PHASE1 = "phase1"
     DOWNLOADING = "downloading"
     SEEDING = "seeding"
+    VERIFYING = "verifying"  # reading the OS back: the download, or the disk written
+    WRITING = "writing"  # an image onto the disk
+    RUNNING = "running"  # the OS in a virtual machine on the client
     BOOTING = "booting"
     BOOTED = "booted"
     FAILED = "failed"
@@ -57,7 +62,7 @@ MAX_COUNT = 2**63 - 1
 STATE_VERSION = 1
 
 _INT_KEYS = ("downloaded_bytes", "uploaded_bytes", "down_rate", "up_rate", "peers")
-REPORT_KEYS = ("stage", "progress", *_INT_KEYS, "os", "error")
+REPORT_KEYS = ("stage", "progress", *_INT_KEYS, "os", "error", "imaged")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Fields of one boot attempt: cleared when the machine starts booting again, so that the
@@ -90,6 +95,8 @@ class Client:
     last_seen: float = 0.0
     error: str = ""
     assigned_os: str = ""
+    imaged_os: str = ""  # the OS written to its disk, which it boots from now
+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +122,7 @@ class Registry:
         # Told after every change of the assignments, known machine or not.
         self.on_assignments: list[Callable[[], None]] = []
         self._clock = clock
-        self._assignments: dict[str, str] = self._load()
+        self._assignments, self._imaged = self._load()
         self._write_lock = threading.Lock()
         self._version = 0
         self._written = 0
@@ -126,6 +133,11 @@ class Registry:
     @property
     def assignments(self) -> dict[str, str]:
         return dict(self._assignments)
+
+    @property
+    def imaged(self) -> dict[str, str]:
+        """MAC -> the OS image written to that machine's disk, which it boots from now."""
+        return dict(self._imaged)
 
     def get(self, mac: str) -> Client | None:
         return self.clients.get(normalize_mac(mac))
@@ -201,6 +213,14 @@ class Registry:
         if ip:
             changes["ip"] = ip
         client, new = self._client(mac)
+        if changes.pop("imaged", False):
+            imaged = str(changes.get("os") or client.os)
+            if not imaged:
+                raise ValueError("imaged: the report names no os, and the machine has none")
+            changes["imaged_os"] = imaged
+            self._imaged[mac] = imaged
+            self._save()
+            self._assignments_changed()
         self._apply(client, changes, new=new)
         return client
 
@@ -211,22 +231,26 @@ class Registry:
         mac = normalize_mac(mac)
         if not isinstance(os, str) or not NAME_RE.fullmatch(os):
             raise ValueError(f"{os!r} is not an OS name (a-z, 0-9, '.', '_', '-'; e.g. debian12)")
-        if self._assignments.get(mac) == os:
+        # Assigning again, even the same OS, is how an operator re-images a machine.
+        if self._assignments.get(mac) == os and mac not in self._imaged:
             return
         self._assignments[mac] = os
+        self._imaged.pop(mac, None)
         self._save()
         if mac in self.clients:
-            self._apply(self.clients[mac], {"assigned_os": os}, new=False)
+            self._apply(self.clients[mac], {"assigned_os": os, "imaged_os": ""}, new=False)
         self._assignments_changed()
 
     def unassign(self, mac: str) -> None:
         """Give the machine `mac` the menu again; nothing happens if it had no assignment."""
         mac = normalize_mac(mac)
-        if self._assignments.pop(mac, None) is None:
+        had = self._assignments.pop(mac, None)
+        if had is None and self._imaged.pop(mac, None) is None:
             return
+        self._imaged.pop(mac, None)
         self._save()
         if mac in self.clients:
-            self._apply(self.clients[mac], {"assigned_os": ""}, new=False)
+            self._apply(self.clients[mac], {"assigned_os": "", "imaged_os": ""}, new=False)
         self._assignments_changed()
 
     async def flush(self) -> None:
@@ -247,7 +271,8 @@ class Registry:
         client = self.clients.get(mac)
         if client is not None:
             return client, False
-        return Client(mac, assigned_os=self._assignments.get(mac, "")), True
+        return Client(mac, assigned_os=self._assignments.get(mac, ""),
+                      imaged_os=self._imaged.get(mac, "")), True
 
     def _apply(self, client: Client, changes: dict[str, object], *, new: bool) -> None:
         changed = set()
@@ -264,16 +289,18 @@ class Registry:
             for on_change in list(self.on_change):
                 _call(on_change, client, changed)
 
-    def _load(self) -> dict[str, str]:
+    def _load(self) -> tuple[dict[str, str], dict[str, str]]:
         try:
             text = self.state_file.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return {}, {}
         try:
             data = json.loads(text)
             raw = data["assignments"]
-            if not isinstance(raw, dict):
-                raise TypeError("assignments is not an object")
+            # Files from before imaging have no "imaged".
+            imaged = data.get("imaged", {})
+            if not isinstance(raw, dict) or not isinstance(imaged, dict):
+                raise TypeError("assignments or imaged is not an object")
         except (ValueError, KeyError, TypeError) as exc:
             bad = self.state_file.with_name(self.state_file.name + ".bad")
             # Kept aside rather than overwritten by the next assignment, so that an admin
@@ -281,25 +308,29 @@ class Registry:
             self.state_file.replace(bad)
             log.error("%s is unreadable (%s); moved it to %s and started with no assignments",
                       self.state_file, exc, bad)
-            return {}
-        assignments = {}
+            return {}, {}
+        return self._mapping(raw, "assignment"), self._mapping(imaged, "image")
+
+    def _mapping(self, raw: dict, what: str) -> dict[str, str]:
+        """The valid MAC -> OS name pairs of `raw`; the others are logged and dropped."""
+        mapping = {}
         for mac, name in raw.items():
             try:
                 mac = normalize_mac(mac)
             except ValueError:
-                log.warning("%s: ignoring the assignment of %r: not a MAC address",
-                            self.state_file, mac)
+                log.warning("%s: ignoring the %s of %r: not a MAC address",
+                            self.state_file, what, mac)
                 continue
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-                log.warning("%s: ignoring the assignment of %s to %r: not an OS name",
-                            self.state_file, mac, name)
+                log.warning("%s: ignoring the %s of %s to %r: not an OS name",
+                            self.state_file, what, mac, name)
                 continue
-            assignments[mac] = name
-        return assignments
+            mapping[mac] = name
+        return mapping
 
     def _save(self) -> None:
         self._version += 1
-        snapshot = (self._version, dict(self._assignments))
+        snapshot = (self._version, dict(self._assignments), dict(self._imaged))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -315,13 +346,14 @@ class Registry:
             log.error("could not save the client assignments to %s: %s",
                       self.state_file, future.exception())
 
-    def _write(self, snapshot: tuple[int, dict[str, str]]) -> None:
-        version, assignments = snapshot
+    def _write(self, snapshot: tuple[int, dict[str, str], dict[str, str]]) -> None:
+        version, assignments, imaged = snapshot
         with self._write_lock:
             # Saves may finish out of order; an older snapshot must not replace a newer one.
             if version <= self._written:
                 return
-            data = {"version": STATE_VERSION, "assignments": dict(sorted(assignments.items()))}
+            data = {"version": STATE_VERSION, "assignments": dict(sorted(assignments.items())),
+                    "imaged": dict(sorted(imaged.items()))}
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.state_file, json.dumps(data, indent=2) + "\n")
             self._written = version
@@ -377,6 +409,10 @@ def validate_report(payload: object) -> dict[str, object]:
             raise ValueError(f"error: longer than {MAX_ERROR} characters ({len(error)})")
         # Shown in terminals and the journal: no escape sequences or line breaks.
         changes["error"] = " ".join(_CONTROL.sub(" ", error).split())
+    if "imaged" in payload:
+        if not isinstance(payload["imaged"], bool):
+            raise ValueError(f"imaged: expected true or false, got {_kind(payload['imaged'])}")
+        changes["imaged"] = payload["imaged"]
     if changes.get("stage") == Stage.FAILED and not changes.get("error"):
         raise ValueError("error: stage 'failed' needs an error saying what went wrong")
     return changes

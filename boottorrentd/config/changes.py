@@ -71,6 +71,7 @@ APPLY: dict[str, Apply] = {
     "http.port": R,
     "client.extra_cmdline": L,
     "client.report_interval": L,
+    "client.allow_disk_writes": L,
     "children.user": R,
     "swarm.peer_exchange": R,  # the seed engine's command line
     "library.piece_length": L,  # read by add-os, not by the session

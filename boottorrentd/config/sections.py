@@ -299,6 +299,12 @@ class ClientSection:
         minimum=1,
         unit="seconds",
     )
+    allow_disk_writes: bool = key(
+        False,
+        "Let clients write OSes of method image over their disks (re-imaging). false: "
+        "such an OS cannot be assigned, and a client that boots it stops before it "
+        "writes anything and reports why.",
+    )
 
 
 @dataclass(frozen=True)

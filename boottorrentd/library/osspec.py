@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 from boottorrentd.api import (
     ABSPATH,
     CHOICE,
-    DEVICE,
+    DISK,
+    DISK_RULES,
     FILE,
     LABEL,
     METHODS,
@@ -223,7 +224,7 @@ def _check_value(value: str, key: KeyDoc, folder: Path | None, source: str) -> s
             f"expected one of {', '.join(key.choices)}, got {value!r}"
             f"{did_you_mean(value, key.choices)}; {write_eg(f'{key.name}: {key.default}')}",
         )
-    if key.kind == DEVICE and (
+    if key.kind == DISK and value not in DISK_RULES and (
         not value.startswith("/dev/")
         or len(value) <= len("/dev/")
         or ".." in PurePosixPath(value).parts
@@ -232,8 +233,9 @@ def _check_value(value: str, key: KeyDoc, folder: Path | None, source: str) -> s
         raise ConfigError(
             source,
             key.name,
-            f"expected a device under /dev/, got {value!r}; see `lsblk` on a client and "
-            f"{write_eg(f'{key.name}: {key.example}')}",
+            f"expected {' or '.join(DISK_RULES)} or a device under /dev/, got {value!r}"
+            f"{did_you_mean(value, DISK_RULES)}; see `lsblk` on a client and "
+            f"{write_eg(f'{key.name}: {key.default}')}",
         )
     if key.kind == ABSPATH and not value.startswith("/"):
         raise ConfigError(

@@ -84,14 +84,14 @@ def build(
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     report = Reporter(progress)
-    with _build_lock(state_dir):
+    with build_lock(state_dir):
         for stale in state_dir.glob(".phase1-build-*"):
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=".phase1-build-", dir=state_dir))
         try:
             manifest = _build_into(work, kernel_version, extra_modules, report)
             report.step("install", 0.0)
-            _install(work, state_dir / PHASE1_DIR)
+            install_files(work, state_dir / PHASE1_DIR)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         report.step("install", 1.0)
@@ -99,7 +99,8 @@ def build(
 
 
 @contextlib.contextmanager
-def _build_lock(state_dir: Path) -> Iterator[None]:
+def build_lock(state_dir: Path) -> Iterator[None]:
+    """One build at a time in `state_dir` (phase-1 or its QEMU flavour); Busy if not."""
     with open(state_dir / ".phase1.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -149,13 +150,13 @@ def _build_into(work: Path, kernel_version: str | None, extra_modules: Sequence[
     return manifest
 
 
-def _install(work: Path, dest: Path) -> None:
-    """Put the files in `work` in place of `dest` in one step."""
+def install_files(work: Path, dest: Path, files: Sequence[str] = FILES) -> None:
+    """Put `files` of `work` in a folder in place of `dest` in one step."""
     staged = Path(tempfile.mkdtemp(prefix=".phase1-build-new-", dir=dest.parent))
-    for name in FILES:
+    for name in files:
         os.replace(work / name, staged / name)
     staged.chmod(0o755)
-    for name in FILES:
+    for name in files:
         (staged / name).chmod(0o644)
     fsync_dir(staged)
     if dest.exists():

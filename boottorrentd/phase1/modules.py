@@ -32,10 +32,12 @@ NIC_MODULES = (
     "atl1c", "atl1e", "alx", "sky2", "forcedeth",
     "xhci_pci", "ehci_pci", "r8152", "ax88179_178a", "asix", "cdc_ether",
 )
-# live needs squashfs on a loop device under an overlay; image needs the disk drivers.
+# live needs squashfs on a loop device under an overlay; image needs the disk drivers;
+# qemu uses KVM where the CPU has it.
 METHOD_MODULES = (
     "squashfs", "overlay", "loop",
     "ahci", "ata_piix", "nvme", "sd_mod", "virtio_blk", "virtio_scsi", "usb_storage", "uas",
+    "kvm_intel", "kvm_amd",
 )
 # Virtual machines without RDRAND would otherwise wait for entropy before TLS libraries
 # (which aria2c loads) can seed themselves.

@@ -16,14 +16,16 @@ from boottorrentd.util.programs import find_program
 
 # The applets the agent scripts call; the build fails if the host's busybox lacks one.
 AGENT_APPLETS = (
-    "sh", "awk", "cat", "chmod", "cttyhack", "cut", "date", "dd", "dmesg", "echo", "grep",
-    "head", "insmod", "ip", "kill", "ln", "losetup", "ls", "mkdir", "mount", "mv", "od",
-    "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sleep", "sort", "switch_root",
-    "sync", "tail", "timeout", "tr", "udhcpc", "umount", "uniq", "wc", "wget",
+    "sh", "awk", "cat", "chmod", "cttyhack", "cut", "date", "dd", "dirname", "dmesg", "echo",
+    "grep", "head", "insmod", "ip", "kill", "ln", "losetup", "ls", "mkdir", "mkfifo", "mount",
+    "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum", "sleep",
+    "sort", "switch_root", "sync", "tail", "tee", "timeout", "tr", "udhcpc", "umount", "uniq",
+    "wc", "wget",
 )
 # Programs besides busybox (name -> the Debian package that has it), found on PATH and
 # placed at their own paths.
-PROGRAMS = {"aria2c": "aria2", "kexec": "kexec-tools"}
+# zstd decompresses disk images (zstd and xz) onto the disk.
+PROGRAMS = {"aria2c": "aria2", "kexec": "kexec-tools", "zstd": "zstd"}
 # Where the agent's scripts go in the initrd (source name in boottorrentd/phase1/agent -> path).
 AGENT_FILES = {
     "init": "init",
@@ -56,11 +58,14 @@ def add_programs(archive: Archive) -> list[Path]:
             archive.add_symlink(f"bin/{applet}", "busybox")
     for folder in ("sbin", "usr/bin", "usr/sbin"):
         archive.add_dir(folder)
-    used = [Path(busybox)]
-    programs = []
-    for name, package in PROGRAMS.items():
-        path = Path(find_program(name, package))
-        programs.append(path)
+    programs = [Path(find_program(name, package)) for name, package in PROGRAMS.items()]
+    return [Path(busybox), *add_binaries(archive, programs)]
+
+
+def add_binaries(archive: Archive, programs: list[Path]) -> list[Path]:
+    """Put `programs` and every shared library they need into `archive`; the host files."""
+    used = []
+    for path in programs:
         # At its own path, so that PATH order and any $ORIGIN in it behave as on the host.
         archive.add_file(str(path), path.read_bytes(), executable=True)
         used.append(path)

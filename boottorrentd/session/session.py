@@ -263,7 +263,8 @@ class Session:
             oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
             ready = await asyncio.to_thread(self.http.phase1_ready)
             text = grub_config(oss, self.registry.assignments, cfg,
-                               server=self.http.server_address, phase1_ready=ready)
+                               server=self.http.server_address, phase1_ready=ready,
+                               imaged=self.registry.imaged)
             await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
 
     def _rewrite_grub_config_soon(self) -> None:

@@ -140,10 +140,11 @@ class Lab:
 
     # --- machines ------------------------------------------------------------------------
 
-    def add_vm(self, firmware: str = "bios") -> VM:
+    def add_vm(self, firmware: str = "bios", disks: tuple[Path, ...] = ()) -> VM:
         """A machine's tap on the bridge and its MAC; power it on with power_on().
 
-        `firmware`: bios, uefi, secureboot or httpboot (machines.FIRMWARES).
+        `firmware`: bios, uefi, secureboot or httpboot (machines.FIRMWARES); `disks`: raw
+        image files it has as virtio disks.
         """
         index = len(self.vms) + 1
         if index > 255:
@@ -151,7 +152,7 @@ class Lab:
         problem = machines.missing_firmware(firmware)
         if problem:
             raise LabError(problem)
-        vm = machines.new_vm(self.net.lan, index, self.workdir, firmware)
+        vm = machines.new_vm(self.net.lan, index, self.workdir, firmware, disks)
         self.vms.append(vm)
         return vm
 

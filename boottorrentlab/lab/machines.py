@@ -54,6 +54,7 @@ class VM:
     marker_at: float | None = None  # seconds after power-on
     exit_code: int | None = None
     firmware: str = "bios"  # one of FIRMWARES
+    disks: tuple[Path, ...] = ()  # raw disk image files, virtio disks in this order
 
     @property
     def name(self) -> str:
@@ -114,13 +115,14 @@ class VM:
         self.peak_down = self.peak_up = 0
 
 
-def new_vm(lan: Lan, index: int, workdir: Path, firmware: str = "bios") -> VM:
-    """Machine number `index` with its own tap on the lab's bridge."""
+def new_vm(lan: Lan, index: int, workdir: Path, firmware: str = "bios",
+           disks: tuple[Path, ...] = ()) -> VM:
+    """Machine number `index` with its own tap on the lab's bridge (and `disks`)."""
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware {firmware!r}: expected one of {', '.join(FIRMWARES)}")
     return VM(index, f"{MAC_PREFIX}:{index:02x}", lan.add_tap(),
               workdir / f"vm{index}-console.log", workdir / f"vm{index}.sock",
-              firmware=firmware)
+              firmware=firmware, disks=tuple(disks))
 
 
 def missing_firmware(firmware: str) -> str | None:
@@ -166,6 +168,8 @@ def qemu_command(vm: VM, memory_mb: int) -> list[str]:
             f"logfile={vm.console},logappend=off",
             "-serial", "chardev:serial0",
             "-netdev", f"tap,id=net0,ifname={vm.tap},script=no,downscript=no",
+            *(arg for disk in vm.disks
+              for arg in ("-drive", f"file={disk},if=virtio,format=raw")),
             # A reset (phase-1 giving up, a kernel panic) ends the process: the lab
             # sees it rather than the machine PXE-booting again forever.
             "-boot", "n", "-no-reboot"]

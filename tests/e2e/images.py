@@ -6,11 +6,24 @@ the tests need no downloads and stay small enough for TCG.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from boottorrentlab.demo import BUSYBOX, build_demo_os
+
+MIB = 1 << 20
+SYSLINUX_MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
+SYSLINUX_CFG = """DEFAULT linux
+SERIAL 0 115200
+PROMPT 0
+TIMEOUT 0
+LABEL linux
+  KERNEL vmlinuz
+  INITRD initrd.img
+  APPEND console=ttyS0 quiet panic=-1
+"""
 
 
 @dataclass(frozen=True)
@@ -83,4 +96,56 @@ def live_os(parent: Path, name: str, marker: str) -> TargetOS:
                     "-all-root", "-quiet", "-no-progress"], check=True, capture_output=True)
     (folder / "config.yaml").write_text(
         "dispname: E2E live\nmethod: live\nsquashfs: root.squashfs\ninit: /sbin/init\n")
+    return TargetOS(name, folder, marker)
+
+
+def bootable_disk(parent: Path, name: str, marker: str) -> Path:
+    """A raw disk image a BIOS boots by itself: an MBR (syslinux's boot code) with one
+    FAT partition at 1 MiB holding SYSLINUX, the demo OS's kernel and initramfs, which
+    print `marker` on the serial console and power off. Built in about a second with
+    mtools (no loop devices, no mounts)."""
+    demo = build_demo_os(parent / f"{name}-files", name=name, marker=marker)
+    files = [demo.folder / "vmlinuz", demo.folder / "initrd.img"]
+    config = parent / f"{name}-files" / "syslinux.cfg"
+    config.write_text(SYSLINUX_CFG)
+    payload = sum(f.stat().st_size for f in files)
+    part = (payload + 5 * MIB - 1) // MIB * MIB
+    image = parent / f"{name}.img"
+    with open(image, "wb") as f:
+        f.truncate(MIB + part)
+    for command in (
+        ["mkfs.vfat", "--offset", str(MIB // 512), "-n", "BOOTTORRENT", str(image),
+         str(part // 1024)],
+        ["mcopy", "-i", f"{image}@@{MIB}", *map(str, files), str(config), "::"],
+        ["syslinux", "--offset", str(MIB), "--install", str(image)],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    # One bootable FAT32 (LBA) partition; CHS fields say "use LBA".
+    entry = struct.pack("<B3sB3sII", 0x80, b"\xfe\xff\xff", 0x0C, b"\xfe\xff\xff",
+                        MIB // 512, part // 512)
+    with open(image, "r+b") as f:
+        f.write(SYSLINUX_MBR.read_bytes()[:440])
+        f.seek(446)
+        f.write(entry)
+        f.seek(510)
+        f.write(b"\x55\xaa")
+    return image
+
+
+def image_os(parent: Path, name: str, marker: str, *, compress: bool = False) -> TargetOS:
+    """An `image` OS: `bootable_disk`, raw or zstd-compressed, written over the client's
+    largest disk, which then reboots."""
+    disk = bootable_disk(parent, name, marker)
+    folder = parent / name
+    folder.mkdir(parents=True)
+    if compress:
+        file = "disk.img.zst"
+        subprocess.run(["zstd", "-q", str(disk), "-o", str(folder / file)], check=True,
+                       capture_output=True)
+    else:
+        file = "disk.img"
+        disk.rename(folder / file)
+    (folder / "config.yaml").write_text(
+        f"dispname: E2E disk {name}\nmethod: image\nimage: {file}\ntarget: largest\n"
+        "after: reboot\n")
     return TargetOS(name, folder, marker)

@@ -286,7 +286,7 @@ def big_os(folder: Path, size: int) -> Path:
     folder.mkdir(parents=True)
     with open(folder / "disk.img", "wb") as f:
         f.truncate(size)
-    (folder / "config.yaml").write_text("method: image\nimage: disk.img\ndevice: /dev/sda\n")
+    (folder / "config.yaml").write_text("method: image\nimage: disk.img\ntarget: /dev/sda\n")
     return folder
 
 

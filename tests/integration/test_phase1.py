@@ -20,10 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from boottorrentd.config.sections import SeederSection
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1 import build as phase1
 from boottorrentd.phase1 import userland
 from boottorrentd.phase1.cpio import Archive
+from boottorrentd.phase1.qemu import build_qemu, qemu_image
+from boottorrentd.session.seeding import CHILD
+from boottorrentd.util.wait import wait_until
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, world_readable_tmpdir
 from tests.integration.test_session import config_text, payload_os
@@ -151,7 +155,8 @@ def server(lan: Lan, daemon_dirs: Daemon) -> Server:
     srv = lan.add("srv")
     # The children run as the daemon's user: what runs them as nobody is the session
     # tests' business, and this keeps these tests to the client side.
-    daemon_dirs.config.write_text(config_text(lan).replace("user: nobody", "user: null"))
+    daemon_dirs.config.write_text(config_text(lan).replace("user: nobody", "user: null")
+                                  + "client:\n  allow_disk_writes: true\n")
     daemon_dirs.prefix = ["ip", "netns", "exec", srv.name]
     daemon_dirs.start()
     return Server(lan, srv, daemon_dirs)
@@ -291,7 +296,7 @@ def marker_os(folder: Path, method: str, marker: str) -> Path:
         config = "method: bin\nbin: hello\n"
     elif method == "image":
         (folder / "disk.img").write_bytes(marker.encode().ljust(1 << 20, b"\xa5"))
-        config = "method: image\nimage: disk.img\ndevice: /dev/vda\nafter: poweroff\n"
+        config = "method: image\nimage: disk.img\nafter: poweroff\n"
     elif method == "live":
         tree = folder.parent / f"{folder.name}-root"
         (tree / "bin").mkdir(parents=True)
@@ -339,7 +344,8 @@ class Vms:
         self.folder = folder
         self.vms: list[Vm] = []
 
-    def boot(self, os_name: str, *, append: str = "", disk: Path | None = None) -> Vm:
+    def boot(self, os_name: str, *, append: str = "", disks: tuple[Path, ...] = (),
+             initrd: Path | None = None) -> Vm:
         index = len(self.vms)
         mac = f"52:54:00:{secrets.randbelow(256):02x}:{secrets.randbelow(256):02x}:{index:02x}"
         tap = self.server.lan.add_tap()
@@ -350,11 +356,11 @@ class Vms:
             "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-nodefaults",
             "-no-user-config", "-display", "none", "-monitor", "none",
             "-serial", f"file:{console}", "-no-reboot",
-            "-kernel", str(self.built.vmlinuz), "-initrd", str(self.built.initrd),
+            "-kernel", str(self.built.vmlinuz), "-initrd", str(initrd or self.built.initrd),
             "-append", cmdline,
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
-            *(["-drive", f"file={disk},if=virtio,format=raw"] if disk else []),
+            *(arg for disk in disks for arg in ("-drive", f"file={disk},if=virtio,format=raw")),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         vm = Vm(mac, console, process, tap)
         self.vms.append(vm)
@@ -449,16 +455,146 @@ def test_a_qemu_client_with_a_corrupted_os_reports_failed_and_keeps_a_shell(vms:
     assert marker not in console
 
 
-def test_a_qemu_client_writes_an_image_os_to_its_disk_and_powers_off(vms: Vms, tmp_path):
-    marker = f"BOOTTORRENT-IMAGE-MARKER-{secrets.token_hex(4)}"
-    folder = marker_os(tmp_path / "oss" / "disk", "image", marker)
-    vms.server.add_os("disk", folder)
+def empty_disk(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def image_os(folder: Path, marker: str, size: int, *, compress: bool = False,
+             target: str = "largest") -> bytes:
+    """An image OS of `size` bytes that starts with `marker`; the raw image."""
+    folder.mkdir(parents=True)
+    raw = marker.encode().ljust(size, b"\xa5")
+    name = "disk.img"
+    if compress:
+        name += ".zst"
+        (folder / name).write_bytes(subprocess.run(["zstd", "-q", "-c"], input=raw,
+                                                   capture_output=True, check=True).stdout)
+    else:
+        (folder / name).write_bytes(raw)
+    (folder / "config.yaml").write_text(f"method: image\nimage: {name}\ntarget: {target}\n"
+                                        "after: poweroff\n")
+    return raw
+
+
+def test_clients_write_raw_and_zstd_images_onto_their_disks_and_power_off(vms: Vms, tmp_path):
+    raw_marker = f"BOOTTORRENT-RAW-{secrets.token_hex(4)}"
+    zst_marker = f"BOOTTORRENT-ZST-{secrets.token_hex(4)}"
+    raw = image_os(tmp_path / "oss" / "raw", raw_marker, 3 << 20)
+    zst = image_os(tmp_path / "oss" / "zst", zst_marker, 5 << 20, compress=True,
+                   target="/dev/vdb")
+    vms.server.add_os("raw", tmp_path / "oss" / "raw")
+    vms.server.add_os("zst", tmp_path / "oss" / "zst")
     vms.server.daemon.ctl("start")
-    disk = tmp_path / "disk.raw"
-    disk.write_bytes(bytes(2 << 20))
-    vm = vms.boot("disk", disk=disk)
-    console = vms.wait_for(vm, "image written; powering off")
-    assert vm.process.wait(30) == 0, console
-    assert disk.read_bytes()[: 1 << 20] == (folder / "disk.img").read_bytes()
-    assert disk.read_bytes()[1 << 20:] == bytes(1 << 20)
-    assert vm.stages.index("downloading") < vm.stages.index("booted")
+    # The raw image goes to the largest of two disks, the compressed one to the disk named.
+    small = empty_disk(tmp_path / "small.raw", 4 << 20)
+    large = empty_disk(tmp_path / "large.raw", 8 << 20)
+    first = empty_disk(tmp_path / "first.raw", 8 << 20)
+    second = empty_disk(tmp_path / "second.raw", 6 << 20)
+    raw_vm = vms.boot("raw", disks=(small, large))
+    zst_vm = vms.boot("zst", disks=(first, second))
+    raw_console = vms.wait_for(raw_vm, "image written; powering off")
+    zst_console = vms.wait_for(zst_vm, "image written; powering off")
+
+    assert raw_vm.process.wait(30) == 0, raw_console
+    assert zst_vm.process.wait(30) == 0, zst_console
+    assert "target disk /dev/vdb (8 MiB, rule largest)" in raw_console, raw_console
+    assert large.read_bytes() == raw.ljust(8 << 20, b"\0")
+    assert small.read_bytes() == bytes(4 << 20)
+    assert second.read_bytes() == zst.ljust(6 << 20, b"\0")
+    assert first.read_bytes() == bytes(8 << 20)
+    assert "verified" in raw_console and "verified" in zst_console
+    assert raw_vm.stages.index("downloading") < raw_vm.stages.index("booted")
+    assert "writing disk.img.zst (5 MiB) to /dev/vdb" in zst_console
+    assert "verifying /dev/vdb" in zst_console
+    clients = vms.server.clients()
+    assert clients[raw_vm.mac]["stage"] == clients[zst_vm.mac]["stage"] == "booted"
+    assert clients[raw_vm.mac]["imaged_os"] == "raw"
+    assert clients[zst_vm.mac]["imaged_os"] == "zst"
+
+
+def test_a_client_whose_disk_is_too_small_or_missing_refuses_before_writing(vms: Vms, tmp_path):
+    image_os(tmp_path / "oss" / "big", "BIG", 6 << 20)
+    vms.server.add_os("big", tmp_path / "oss" / "big")
+    vms.server.daemon.ctl("start")
+    small = empty_disk(tmp_path / "small.raw", 4 << 20)
+    tiny_vm = vms.boot("big", disks=(small,))
+    bare_vm = vms.boot("big")
+    tiny = vms.wait_for(tiny_vm, "rescue shell")
+    bare = vms.wait_for(bare_vm, "rescue shell")
+
+    assert "is too small for big's image (6 MiB, 6291456 bytes); nothing was written" in tiny
+    assert "bt-download" not in tiny, tiny
+    assert small.read_bytes() == bytes(4 << 20)
+    assert "this machine has no disk to write big to" in bare, bare
+    clients = vms.server.clients()
+    assert clients[tiny_vm.mac]["stage"] == "failed"
+    assert "too small" in clients[tiny_vm.mac]["error"]
+    assert "no disk" in clients[bare_vm.mac]["error"]
+
+
+def test_a_client_refuses_to_write_its_disk_when_the_server_does_not_allow_it(vms: Vms, tmp_path):
+    config = vms.server.daemon.config
+    config.write_text(config.read_text().replace("allow_disk_writes: true",
+                                                 "allow_disk_writes: false"))
+    vms.server.daemon.ctl("reload")
+    image_os(tmp_path / "oss" / "lab", "LAB", 1 << 20)
+    vms.server.add_os("lab", tmp_path / "oss" / "lab")
+    vms.server.daemon.ctl("start")
+    disk = empty_disk(tmp_path / "disk.raw", 4 << 20)
+    vm = vms.boot("lab", disks=(disk,))
+    console = vms.wait_for(vm, "rescue shell")
+
+    assert "the server does not allow disk writes" in console, console
+    assert "client.allow_disk_writes: true" in vms.server.clients()[vm.mac]["error"]
+    assert disk.read_bytes() == bytes(4 << 20)
+    refused = vms.server.daemon.ctl("assign", "52:54:00:00:00:01", "lab", check=False)
+    assert refused.returncode != 0 and "disk writes are off" in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def qemu_initrd(built: Built) -> Path:
+    """phase-1's initrd with the QEMU flavour's archive after it, as iPXE loads the two."""
+    build_qemu(built.folder.parent)
+    both = built.folder.parent / "initrd-with-qemu.img"
+    both.write_bytes(built.initrd.read_bytes() + qemu_image(built.folder.parent).read_bytes())
+    return both
+
+
+def test_a_client_runs_a_qemu_os_and_seeds_it_to_others_while_the_vm_runs(
+        vms: Vms, tmp_path, qemu_initrd):
+    folder = payload_os(tmp_path / "oss" / "vm", 6 << 20, b"vm")
+    (folder / "root.img").rename(folder / "disk.img")
+    # A disk no BIOS can boot: the VM's firmware looks for a boot device for as long as it
+    # runs, which is all this needs of it under nested TCG.
+    (folder / "config.yaml").write_text(
+        "method: qemu\nargs: -m 32 -nic none -drive file=disk.img,format=raw,if=virtio\n")
+    vms.server.add_os("vm", folder)
+    vms.server.daemon.ctl("start")
+    vm = vms.boot("vm", initrd=qemu_initrd)
+    # -nographic: the VM's firmware writes on this machine's console.
+    console = vms.wait_for(vm, "SeaBIOS")
+    assert "-nographic -m 32 -nic none -drive file=disk.img" in console, console
+    assert "SeaBIOS" in console, console
+    wait_until(lambda: vms.server.clients()[vm.mac]["stage"] == "running", timeout=30,
+               what="the daemon to show the VM running")
+
+    # With the server's seed stopped, a second machine can only get the OS from the first.
+    children = json.loads(vms.server.daemon.ctl("status", "--json").stdout)["children"]
+    seed = {c["name"]: c for c in children}[CHILD[SeederSection().engine]]["pid"]
+    os.kill(seed, signal.SIGSTOP)
+    try:
+        before = vms.server.clients()[vm.mac]["uploaded_bytes"]
+        result = bt_download(client_ns(vms.server, 1), "-w", str(tmp_path / "work"), "-t", "60",
+                             f"http://{vms.server.address}/torrents/vm.torrent",
+                             str(tmp_path / "got"), "--bt-tracker-interval=2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (tmp_path / "got" / "vm" / "disk.img").read_bytes() == \
+            (folder / "disk.img").read_bytes()
+        wait_until(lambda: vms.server.clients()[vm.mac]["uploaded_bytes"] >= before + (6 << 20),
+                   timeout=30, what="the first machine to report what it uploaded")
+    finally:
+        os.kill(seed, signal.SIGCONT)
+    assert vms.server.clients()[vm.mac]["stage"] == "running"
+    assert vm.process.poll() is None and "the VM ended" not in vm.text()

@@ -81,6 +81,46 @@ def test_an_assigned_machine_boots_its_os_directly_whatever_the_menu_says():
     assert "assigned" in p.reason
 
 
+def test_an_imaged_machine_boots_from_its_disk_whatever_it_is_assigned():
+    p = plan_boot(MAC, OSS, {MAC: "freedos"}, cfg(timeout=30), {MAC: "freedos"})
+
+    assert (p.kind, p.os) == ("local", "freedos")
+    assert "assigned again" in p.reason
+    lines = [line for line in script(p).splitlines() if not line.startswith("#")]
+    assert "sanboot --no-describe --drive 0x80 ||" in lines
+    assert "iseq ${platform} efi && exit ||" in lines
+    assert not any("phase1" in line for line in lines)
+
+
+def test_an_os_run_in_qemu_gets_the_qemu_initramfs_after_phase1s_and_others_do_not():
+    menu = plan(timeout=30, default_os="debian12")
+
+    lines = script(menu, qemu_oss=["freedos"]).splitlines()
+
+    freedos = lines[lines.index(":freedos"):lines.index(":memtest")]
+    qemu = f"initrd http://{SERVER}/phase1/qemu.img || goto _bt_failed"
+    assert freedos.index(qemu) == freedos.index(
+        f"initrd http://{SERVER}/phase1/initrd.img || goto _bt_failed") + 1
+    assert lines.count(qemu) == 1
+
+
+def test_an_imaged_machine_boots_from_its_disk_even_before_phase1_is_built():
+    p = plan_boot(MAC, OSS, {}, cfg(), {MAC: "freedos"})
+
+    assert "sanboot --no-describe --drive 0x80 ||" in script(p, phase1_ready=False)
+
+
+def test_an_imaged_machine_gets_a_grub_branch_that_leaves_grub_for_its_disk():
+    config = Config(boottorrent=BootSection(timeout=30))
+    text = grub_config(OSS, {}, config, server=SERVER, phase1_ready=True,
+                       imaged={OTHER: "memtest"})
+    lines = [line.strip() for line in text.splitlines()]
+
+    start = lines.index(f'if [ "${{net_default_mac}}" = {OTHER} ]; then')
+    branch = lines[start:lines.index("else")]
+    assert branch[-1] == "exit" and not any("linux" in line for line in branch)
+
+
 def test_an_assignment_is_looked_up_by_the_normalized_mac():
     p = plan(mac="52-54-00-12-34-56", assignments={MAC: "memtest"})
 
@@ -411,6 +451,20 @@ def entry() -> OSEntry:
                    Path("/var/lib/boottorrent/torrents/debian12.torrent"), info)
 
 
+def test_boot_json_of_an_image_os_gives_the_image_size_and_whether_disks_may_be_written():
+    spec = OSSpec("Lab", "image", {"image": "img/disk.img.zst", "target": "largest",
+                                   "after": "reboot"})
+    info = TorrentInfo("lab", "cd" * 20, 262144,
+                       (TorrentFile(("README",), 10), TorrentFile(("img", "disk.img.zst"), 5000)))
+    image = OSEntry("lab", Path("/srv/lab"), False, spec, Path("/srv/lab.torrent"), info)
+    allowed = Config(boottorrent=BootSection(), client=ClientSection(allow_disk_writes=True))
+
+    doc = boot_json(image, allowed, server=SERVER)
+
+    assert doc["image_bytes"] == 5000 and doc["allow_disk_writes"] is True
+    assert "image_bytes" not in boot_json(entry(), allowed, server=SERVER)
+
+
 def test_boot_json_holds_what_phase1_needs():
     config = Config(
         boottorrent=BootSection(seed_time=45),
@@ -439,6 +493,7 @@ def test_boot_json_holds_what_phase1_needs():
         },
         "report_url": f"http://{SERVER}/api/v1/clients/{{mac}}/events",
         "report_interval": 2,
+        "allow_disk_writes": False,
     }
 
 

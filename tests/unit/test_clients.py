@@ -60,6 +60,7 @@ def test_to_dict_has_every_field_for_clients_json():
         "mac": MAC, "ip": "10.0.0.5", "hostname": "", "os": "", "stage": "seeding",
         "progress": 1.0, "downloaded_bytes": 0, "uploaded_bytes": 0, "down_rate": 0,
         "up_rate": 0, "peers": 0, "last_seen": 5.0, "error": "", "assigned_os": "",
+        "imaged_os": "",
     }
     json.dumps(client.to_dict())
 
@@ -193,7 +194,7 @@ def test_a_good_report_updates_the_client_and_returns_it(registry, clock):
         "mac": MAC, "ip": "10.0.0.60", "hostname": "", "os": "debian12",
         "stage": "downloading", "progress": 0.25, "downloaded_bytes": 1 << 40,
         "uploaded_bytes": 10, "down_rate": 1000, "up_rate": 0, "peers": 7,
-        "last_seen": clock.now, "error": "", "assigned_os": "",
+        "last_seen": clock.now, "error": "", "assigned_os": "", "imaged_os": "",
     }
 
 
@@ -418,3 +419,29 @@ def test_bad_entries_in_the_state_file_are_skipped(tmp_path):
     }}))
 
     assert Registry(state).assignments == {MAC: "debian12"}
+
+
+# --- imaged machines -------------------------------------------------------------------------
+
+
+def test_an_imaged_machine_is_remembered_across_restarts_until_it_is_assigned_again(
+        registry, tmp_path, clock):
+    registry.assign(MAC, "lab")
+    registry.report(MAC, {"stage": "booted", "os": "lab", "imaged": True})
+
+    assert registry.clients[MAC].imaged_os == "lab"
+    again = Registry(tmp_path / "clients.json", clock=clock)
+    assert again.imaged == {MAC: "lab"}
+    again.lease("add", MAC, "10.0.0.50", None)
+    assert again.clients[MAC].imaged_os == "lab"
+
+    # Assigning the same OS again is how the operator asks for a new imaging.
+    again.assign(MAC, "lab")
+    assert again.imaged == {} and again.clients[MAC].imaged_os == ""
+    assert Registry(tmp_path / "clients.json", clock=clock).imaged == {}
+
+
+def test_an_imaged_report_must_say_true_or_false(registry):
+    with pytest.raises(ValueError, match="imaged: expected true or false"):
+        registry.report(MAC, {"stage": "booted", "os": "lab", "imaged": "yes"})
+    assert registry.imaged == {}

@@ -275,6 +275,25 @@ def test_a_bad_mac_is_the_callers_error(world):
         asyncio.run(world.manager.unassign("nonsense"))
 
 
+def test_an_image_os_is_assigned_only_where_the_config_allows_disk_writes(world, tmp_path):
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    (folder / "disk.img").write_bytes(b"\xa5" * 4096)
+    (folder / "config.yaml").write_text("method: image\nimage: disk.img\n")
+    world.manager.load()
+    asyncio.run(world.manager.add_os("lab", str(folder)))
+
+    with pytest.raises(InvalidArgument, match=r"disk writes are off: set "
+                       r"client\.allow_disk_writes: true"):
+        asyncio.run(world.manager.assign("aa:bb:cc:dd:ee:ff", "lab"))
+    assert world.manager.registry.assignments == {}
+
+    world.manager.config_path.write_text(CONFIG + "client:\n  allow_disk_writes: true\n")
+    asyncio.run(world.manager.reload())
+    asyncio.run(world.manager.assign("aa:bb:cc:dd:ee:ff", "lab"))
+    assert world.manager.registry.assignments == {"aa:bb:cc:dd:ee:ff": "lab"}
+
+
 def test_a_running_sessions_reason_is_the_state_reason(world):
     asyncio.run(world.manager.start_session())
     session = world.sessions.made[0]

@@ -103,13 +103,18 @@ VALID = [
     ),
     (
         "image",
-        "method: image\nimage: disk.img\ndevice: /dev/sda\n",
-        {"image": "disk.img", "device": "/dev/sda", "after": "reboot"},
+        "method: image\nimage: disk.img\n",
+        {"image": "disk.img", "target": "largest", "after": "reboot"},
     ),
     (
         "image-poweroff",
-        "method: image\nimage: disk.img\ndevice: /dev/nvme0n1\nafter: poweroff\n",
-        {"image": "disk.img", "device": "/dev/nvme0n1", "after": "poweroff"},
+        "method: image\nimage: disk.img\ntarget: /dev/nvme0n1\nafter: poweroff\n",
+        {"image": "disk.img", "target": "/dev/nvme0n1", "after": "poweroff"},
+    ),
+    (
+        "image-first-disk",
+        "method: image\nimage: disk.img\ntarget: first\n",
+        {"image": "disk.img", "target": "first", "after": "reboot"},
     ),
     (
         "null-optional",
@@ -145,7 +150,7 @@ def test_every_method_has_documented_keys():
         assert all(isinstance(k, KeyDoc) and k.doc for k in keys.values())
     assert method_keys("kexec")["kernel"].required
     assert method_keys("kexec")["cmdline"].default == ""
-    assert "later release" in method_keys("qemu")["args"].doc
+    assert "seeds the OS while the VM runs" in method_keys("qemu")["args"].doc
 
 
 def test_method_keys_of_an_unknown_method_is_a_config_error():
@@ -186,21 +191,26 @@ BAD = [
         "belongs to method kexec",
     ),
     (
-        "device-not-under-dev",
-        "method: image\nimage: disk.img\ndevice: sda\n",
-        "device",
-        "a device under /dev/",
+        "target-not-under-dev",
+        "method: image\nimage: disk.img\ntarget: sda\n",
+        "target",
+        "largest or first or a device under /dev/",
     ),
     (
-        "device-escapes-dev",
-        "method: image\nimage: disk.img\ndevice: /dev/../etc/x\n",
-        "device",
-        "/dev/sda",
+        "target-escapes-dev",
+        "method: image\nimage: disk.img\ntarget: /dev/../etc/x\n",
+        "target",
+        "target: largest",
     ),
-    ("device-missing", "method: image\nimage: disk.img\n", "device", "device: /dev/sda"),
+    (
+        "target-misspelt",
+        "method: image\nimage: disk.img\ntarget: largets\n",
+        "target",
+        "did you mean 'largest'",
+    ),
     (
         "after-unknown",
-        "method: image\nimage: disk.img\ndevice: /dev/sda\nafter: halt\n",
+        "method: image\nimage: disk.img\ntarget: /dev/sda\nafter: halt\n",
         "after",
         "one of reboot, poweroff",
     ),
@@ -290,7 +300,7 @@ def test_errors_from_a_loaded_file_name_its_path(tmp_path):
             "dispname": "Lab",
             "method": "image",
             "image": "disk.img",
-            "device": "/dev/sda",
+            "target": "/dev/sda",
             "after": "poweroff",
         },
         {"dispname": "123", "method": "bin", "bin": "hello", "binargs": "true"},

@@ -298,7 +298,7 @@ def test_boot_env_values_survive_the_shell_exactly():
 
 
 def test_boot_env_has_every_key_of_boot_json_and_nothing_else():
-    spec = OSSpec("Demo", "image", {"image": "disk.img", "device": "/dev/sda",
+    spec = OSSpec("Demo", "image", {"image": "disk.img", "target": "/dev/sda",
                                     "after": "poweroff"})
     cfg = Config(boottorrent=BootSection(), aria2=Aria2Section(bt_enable_lpd=True))
     doc = boot_json(entry(spec), cfg, server="s:1")
@@ -313,9 +313,9 @@ def test_boot_env_has_every_key_of_boot_json_and_nothing_else():
         return out
 
     assert names == [*flat("BT", doc), "BT_ARIA2_OPTS"]
-    got = source(text, "BT_SPEC_DEVICE", "BT_SPEC_AFTER", "BT_ARIA2_OPTS",
+    got = source(text, "BT_SPEC_TARGET", "BT_SPEC_AFTER", "BT_ARIA2_OPTS",
                  "BT_ARIA2_BT_ENABLE_LPD")
-    assert got["BT_SPEC_DEVICE"] == "/dev/sda" and got["BT_SPEC_AFTER"] == "poweroff"
+    assert got["BT_SPEC_TARGET"] == "/dev/sda" and got["BT_SPEC_AFTER"] == "poweroff"
     assert got["BT_ARIA2_BT_ENABLE_LPD"] == "true"
     assert got["BT_ARIA2_OPTS"].split() == [f"--{k}={v}" for k, v in doc["aria2"].items()]
 

@@ -250,7 +250,7 @@ def _check_value(value: str, key: KeyDoc, folder: Path | None, source: str) -> s
 def _validate(
     data: object, folder: Path | None, source: str, default_dispname: str | None
 ) -> OSSpec:
-    mapping = _as_mapping(data, source)
+    mapping = _renamed_keys(_as_mapping(data, source), source)
     method = _method_of(mapping, source)
     _refuse_unknown_keys(mapping, method, source)
     dispname = _dispname_of(mapping, folder, source, default_dispname)
@@ -290,6 +290,23 @@ def _method_of(data: dict, source: str) -> str:
     if method not in METHODS:
         raise _unknown_method(method, source)
     return method
+
+
+# Keys that an OS folder written for an earlier release may still use.
+_RENAMED = {"device": "target"}
+
+
+def _renamed_keys(data: dict, source: str) -> dict:
+    renamed = dict(data)
+    for old, new in _RENAMED.items():
+        if old not in renamed:
+            continue
+        if new in renamed:
+            raise ConfigError(
+                source, old, f"{old!r} is the old name of {new!r} and both are set; keep {new!r}"
+            )
+        renamed[new] = renamed.pop(old)
+    return renamed
 
 
 def _refuse_unknown_keys(data: dict, method: str, source: str) -> None:

@@ -112,6 +112,11 @@ VALID = [
         {"image": "disk.img", "target": "/dev/nvme0n1", "after": "poweroff"},
     ),
     (
+        "image-device-is-target's-old-name",
+        "method: image\nimage: disk.img\ndevice: /dev/sda\n",
+        {"image": "disk.img", "target": "/dev/sda", "after": "reboot"},
+    ),
+    (
         "image-first-disk",
         "method: image\nimage: disk.img\ntarget: first\n",
         {"image": "disk.img", "target": "first", "after": "reboot"},
@@ -207,6 +212,12 @@ BAD = [
         "method: image\nimage: disk.img\ntarget: largets\n",
         "target",
         "did you mean 'largest'",
+    ),
+    (
+        "device-and-target",
+        "method: image\nimage: disk.img\ndevice: /dev/sda\ntarget: first\n",
+        "device",
+        "keep 'target'",
     ),
     (
         "after-unknown",

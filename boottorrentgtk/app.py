@@ -60,4 +60,7 @@ class Application(Adw.Application):
 
 
 def main() -> int:
+    # The name accessibility tools and the window manager know the program by.
+    GLib.set_prgname("boottorrent-gtk")
+    GLib.set_application_name("BootTorrent")
     return Application().run(sys.argv)

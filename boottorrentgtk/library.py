@@ -9,6 +9,10 @@ from boottorrentgtk.bus import DaemonLink
 from boottorrentgtk.items import OSItem
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 class AddOSDialog(Adw.MessageDialog):
     """Asks for a name and a folder; `on_add(name, folder, link)` when the user says Add."""
 
@@ -24,6 +28,7 @@ class AddOSDialog(Adw.MessageDialog):
         self.folder = Adw.EntryRow(title="Folder")
         choose = Gtk.Button(icon_name="folder-open-symbolic", valign=Gtk.Align.CENTER,
                             tooltip_text="Choose the folder")
+        choose.update_property([Gtk.AccessibleProperty.LABEL], ["Choose the folder"])
         choose.add_css_class("flat")
         choose.connect("clicked", self._choose)
         self.folder.add_suffix(choose)
@@ -79,7 +84,8 @@ class LibraryPage(Adw.PreferencesPage):
         group.set_header_suffix(add)
         self.list = Gtk.ListBox(selection_mode=Gtk.SelectionMode.NONE)
         self.list.add_css_class("boxed-list")
-        self.list.set_placeholder(Adw.ActionRow(title="The library is empty"))
+        self.empty = Adw.ActionRow(title="The library is empty")
+        self.list.set_placeholder(self.empty)
         self.list.bind_model(link.oses, self._row)
         group.add(self.list)
         self.add(group)
@@ -89,6 +95,8 @@ class LibraryPage(Adw.PreferencesPage):
         self.add(self.progress_group)
 
         link.connect("os-progress", self._progress)
+        link.connect("presence", lambda link, present: self.empty.set_title(
+            "The library is empty" if present else "The daemon is not running"))
         link.oses.connect("items-changed", self._oses_changed)
 
     def _row(self, item: OSItem) -> Gtk.Widget:
@@ -105,7 +113,7 @@ class LibraryPage(Adw.PreferencesPage):
             row.set_title(f"{shown} ({name})" if shown and shown != name else name)
             row.set_subtitle(" · ".join((
                 item.get("Method"), GLib.format_size(item.get("SizeBytes", 0)),
-                f"{item.get('FileCount', 0)} files", f"infohash {item.get('InfoHash')}",
+                _files(item.get("FileCount", 0)), f"infohash {item.get('InfoHash')}",
                 *(["linked"] if item.get("Linked", False) else []))))
 
         item.connect("changed", show)

@@ -82,8 +82,9 @@ class MachineTile(Gtk.Box):
         self.os.set_label(os_text)
         self.progress.set_fraction(m.get("Progress", 0.0))
         self.progress.set_visible(m.stage in ("downloading", "seeding", "booting", "booted"))
+        peers = m.get("Peers", 0)
         self.rates.set_label(f"↓ {rate(m.get('DownloadRate', 0))}  ↑ {rate(m.get('UploadRate', 0))}"
-                             f"  · {m.get('Peers', 0)} peers")
+                             f"  · {peers} {'peer' if peers == 1 else 'peers'}")
         error = m.get("Error")
         self.error.set_label(error)
         self.error.set_visible(bool(error))

@@ -85,6 +85,49 @@ def test_the_wall_shows_each_reported_machine_within_a_second_in_its_stage(
     assert shot.stat().st_size > 0
 
 
+# A lab's worth of machines reporting as fast as one process can post: each one downloads
+# (three reports) and then boots, except every tenth, which fails.
+LAB_REPORTS = r"""
+import json, sys, urllib.request
+server, count = sys.argv[1], int(sys.argv[2])
+def post(mac, body):
+    request = urllib.request.Request(f"http://{server}/api/v1/clients/{mac}/events",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()
+for step in (0.2, 0.6, 1.0):
+    for i in range(count):
+        post(f"52:54:00:10:{i // 256:02x}:{i % 256:02x}",
+             {"stage": "downloading", "os": "lab", "progress": step, "peers": i % 9})
+for i in range(count):
+    post(f"52:54:00:10:{i // 256:02x}:{i % 256:02x}",
+         {"stage": "failed", "error": f"disk {i} is gone"} if i % 10 == 0 else
+         {"stage": "booted"})
+"""
+
+
+def test_the_wall_keeps_up_with_a_lab_of_two_hundred_machines(boot_lan: BootLan,
+                                                              open_window):
+    boot_lan.daemon.ctl("start")
+    window = open_window(boot_lan.daemon.bus)
+    client = boot_lan.client(1)
+    client.run("python3", "-c", LAB_REPORTS, boot_lan.server, "200", timeout=300)
+    atspi.wait_for(window.app, "label", "200 machines", timeout=30)
+    window.screenshot("wall-200.png")
+    search = atspi.wait_for(window.app, "entry", "Filter machines")
+    atspi.type_into(search, "failed")
+    atspi.wait_for(window.app, "label", "20 of 200", timeout=30)
+    atspi.type_into(search, "52:54:00:10:00:c7")
+    atspi.wait_for(window.app, "label", "1 of 200", timeout=30)
+    wall = atspi.wait_for(window.app, "table", "Machines")
+    # The last report of the last machine is what its tile shows.
+    atspi.wait_for(wall, "label", "Booted")
+    atspi.type_into(search, "52:54:00:10:00:be")  # machine 190, which failed
+    atspi.wait_for(window.app, "label", "1 of 200", timeout=30)
+    atspi.wait_for(wall, "label", "disk 190 is gone")
+    window.screenshot("wall-200-filtered.png")
+
+
 def manager_property(lan: BootLan, name: str) -> str:
     return lan.daemon.busctl("get-property", "org.boottorrent1", "/org/boottorrent1",
                              "org.boottorrent1.Manager", name).stdout.strip()

@@ -1,11 +1,13 @@
 """boottorrent-gtk under Xvfb, on the real daemon and its private bus, driven through AT-SPI."""
 
 import json
+import os
+import signal
 
 import pytest
 
 from boottorrentd.util.wait import wait_until
-from tests.conftest import make_os, world_readable_tmpdir
+from tests.conftest import Daemon, make_os, world_readable_tmpdir
 from tests.desktop import atspi
 from tests.integration import test_session
 from tests.integration.test_session import BootLan
@@ -201,3 +203,25 @@ def test_the_window_says_when_the_daemon_is_gone_and_follows_it_back(boot_lan: B
     boot_lan.daemon.start()
     atspi.wait_for(window.app, "label", label_with("(lab)"))
     atspi.wait_for(window.app, "label", "boottorrentd is back")
+
+
+def test_the_window_starts_a_stopped_daemon_through_bus_activation(daemon_dirs: Daemon,
+                                                                   open_window):
+    daemon = daemon_dirs
+    daemon.bus.activates("org.boottorrent1", [
+        daemon.program, "--config", str(daemon.config), "--state-dir", str(daemon.state_dir),
+        "--runtime-dir", str(daemon.runtime_dir)])
+    window = open_window(daemon.bus)
+    try:
+        page(window, "Session")
+        # The window's first look at the name started the daemon: its state is shown.
+        atspi.wait_for(window.app, "label", label_with(f"configuration {daemon.config}"),
+                       timeout=30)
+        atspi.wait_for(window.app, "label", "Stopped")
+        assert atspi.find(window.app, "label", label_with("is not running")) is None
+    finally:
+        started = daemon.busctl("call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
+                                "org.boottorrent1", check=False).stdout.split()
+        if len(started) == 2:
+            os.kill(int(started[1]), signal.SIGTERM)

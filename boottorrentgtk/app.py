@@ -31,6 +31,7 @@ class Application(Adw.Application):
 
     def do_activate(self) -> None:
         if self.window is None:
+            Gtk.Window.set_default_icon_name(APP_ID)
             css = Gtk.CssProvider()
             css.load_from_path(str(STYLE))
             Gtk.StyleContext.add_provider_for_display(

@@ -65,6 +65,7 @@ class MachineTile(Gtk.Box):
         if m is None:
             return
         self.title.set_label(m.name)
+        self.menu.update_property([Gtk.AccessibleProperty.LABEL], [f"Assign an OS to {m.mac}"])
         ip = m.get("IPAddress") or "no address"
         self.subtitle.set_label(f"{m.mac} · {ip}" if m.get("Hostname") else ip)
         stage = m.stage if m.stage in STAGE_WORDS else ""
@@ -73,13 +74,13 @@ class MachineTile(Gtk.Box):
         self._stage_class = f"stage-{stage or 'seen'}"
         self.add_css_class(self._stage_class)
         self.stage.set_label(m.stage_text())
-        assigned = m.get("AssignedOS")
-        os_text = m.os or "no OS yet"
-        if assigned and assigned != m.get("OS", assigned):
-            os_text = f"{os_text} (assigned {assigned})"
-        elif assigned:
-            os_text = f"{os_text} (assigned)"
-        self.os.set_label(os_text)
+        booting, assigned = m.get("OS"), m.get("AssignedOS")
+        if not assigned:
+            self.os.set_label(booting or "no OS yet")
+        elif booting and booting != assigned:
+            self.os.set_label(f"{booting} (assigned {assigned})")
+        else:
+            self.os.set_label(f"{assigned} (assigned)")
         self.progress.set_fraction(m.get("Progress", 0.0))
         self.progress.set_visible(m.stage in ("downloading", "seeding", "booting", "booted"))
         peers = m.get("Peers", 0)

@@ -93,7 +93,8 @@ class WallPage(Gtk.Box):
     def _count(self) -> None:
         total = self._machines.get_n_items()
         shown = self.sorted.get_n_items()
-        self.count.set_label(f"{shown} of {total}" if shown != total else f"{total} machines")
+        self.count.set_label(f"{shown} of {total}" if shown != total else
+                             f"{total} machine" if total == 1 else f"{total} machines")
         self.stack.set_visible_child_name("grid" if shown else "empty")
         if total and not shown:
             self.empty.set_label("No machine matches the filter.")

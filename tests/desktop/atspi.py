@@ -81,6 +81,8 @@ def labels(root: Node) -> list[str]:
 
 
 def click(node: Node) -> None:
+    # A composite widget (Gtk.MenuButton) has no action itself; its inner button does.
+    node = next((n for n in walk(node) if n.get_n_actions()), node)
     if not node.do_action(0):
         raise AssertionError(f"the {node.getRoleName()} {node.name!r} did not take the click")
 

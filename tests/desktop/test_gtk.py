@@ -225,3 +225,31 @@ def test_the_window_starts_a_stopped_daemon_through_bus_activation(daemon_dirs: 
                                 "org.boottorrent1", check=False).stdout.split()
         if len(started) == 2:
             os.kill(int(started[1]), signal.SIGTERM)
+
+
+def test_a_tiles_menu_assigns_an_os_to_its_machine_and_unassigns_it(boot_lan: BootLan,
+                                                                    open_window):
+    boot_lan.daemon.ctl("start")
+    window = open_window(boot_lan.daemon.bus)
+    client = boot_lan.client(1)
+    mac = "52:54:00:00:02:01"
+    report(boot_lan, client, boot_lan.lan.address(21), mac, {"stage": "menu"})
+    wall = atspi.wait_for(window.app, "table", "Machines")
+    menu = f"Assign an OS to {mac}"
+    atspi.click(atspi.wait_for(wall, "push button", menu))
+    atspi.click(atspi.wait_for(window.app, "menu item", "Assign OS"))
+    atspi.click(atspi.wait_for(window.app, "menu item", "lab"))
+    wait_until(lambda: assigned(boot_lan, mac) == "lab", timeout=30,
+               what=f"the daemon to assign lab to {mac}")
+    atspi.wait_for(wall, "label", "lab (assigned)")
+
+    atspi.click(atspi.wait_for(wall, "push button", menu))
+    atspi.click(atspi.wait_for(window.app, "menu item", "Unassign (show the menu)"))
+    wait_until(lambda: assigned(boot_lan, mac) == "", timeout=30,
+               what=f"the daemon to unassign {mac}")
+    atspi.wait_for(wall, "label", "no OS yet")
+
+
+def assigned(lan: BootLan, mac: str) -> str:
+    clients = json.loads(lan.daemon.ctl("clients", "--json").stdout)
+    return next(c["assigned_os"] for c in clients if c["mac"] == mac)

@@ -57,9 +57,9 @@ class DaemonLink(GObject.Object):
         # Each appearance of the daemon gets a number, so that a late reply to a read of
         # an earlier one is dropped.
         self._generation = 0
-        self._subscription = connection.signal_subscribe(
+        connection.signal_subscribe(
             api.BUS_NAME, None, None, None, None, Gio.DBusSignalFlags.NONE, self._signal)
-        self._watch = Gio.bus_watch_name_on_connection(
+        Gio.bus_watch_name_on_connection(
             connection, api.BUS_NAME, Gio.BusNameWatcherFlags.AUTO_START,
             self._appeared, self._vanished)
 
@@ -67,10 +67,6 @@ class DaemonLink(GObject.Object):
     def system(cls) -> "DaemonLink":
         """On the system bus; GLib.Error when there is none."""
         return cls(Gio.bus_get_sync(Gio.BusType.SYSTEM, None))
-
-    def close(self) -> None:
-        Gio.bus_unwatch_name(self._watch)
-        self.connection.signal_unsubscribe(self._subscription)
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -128,11 +124,9 @@ class DaemonLink(GObject.Object):
 
     def _vanished(self, connection: Gio.DBusConnection | None, name: str) -> None:
         self._generation += 1
-        was = self.present
         self._clear()
         self.present = False
-        if was or connection is not None:
-            self.emit("presence", False)
+        self.emit("presence", False)
 
     def _clear(self) -> None:
         self._items.clear()

@@ -1,4 +1,4 @@
-"""Fixtures of the desktop tool's tests: one headless desktop for the run, and the window
+"""Fixtures of the desktop tool's tests: one headless desktop for the module, and the window
 (boottorrent-gtk from this tree) on the test's private system bus."""
 
 import os
@@ -17,7 +17,10 @@ from tests.conftest import ROOT
 SHOTS = ROOT / "tests/desktop/screenshots"
 
 
-@pytest.fixture(scope="session")
+# Module scope: the environment below is restored when the module is done, so that the
+# suite's later tests see no display. pyatspi keeps its first accessibility bus for the
+# life of the process, so only one module may use this fixture.
+@pytest.fixture(scope="module")
 def desktop() -> Iterator[Desktop]:
     with Desktop() as desk:
         saved = {k: os.environ.get(k) for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS")}

@@ -18,11 +18,11 @@ STATE_WORDS = {
 }
 
 
-def _duration(usec: int) -> str:
-    seconds = usec // 1_000_000
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+def _since(uptime_usec: int) -> str:
+    # The record says how long the child had run when it was sent; the time it started
+    # stays right without reading the record again.
+    started = GLib.DateTime.new_now_local().add_seconds(-uptime_usec / 1_000_000)
+    return f"since {started.format('%H:%M:%S')}"
 
 
 class RowGroup(Adw.PreferencesGroup):
@@ -47,7 +47,7 @@ class RowGroup(Adw.PreferencesGroup):
 def _child_row(child: dict[str, Any]) -> Adw.ActionRow:
     restarts = child.get("restarts", 0)
     parts = [child.get("state", ""), f"pid {child.get('pid', 0)}",
-             f"up {_duration(child.get('uptime_usec', 0))}",
+             _since(child.get("uptime_usec", 0)),
              f"{restarts} restart" + ("" if restarts == 1 else "s")]
     return Adw.ActionRow(title=child.get("name", ""), subtitle=" · ".join(parts))
 

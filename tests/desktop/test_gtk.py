@@ -151,6 +151,9 @@ def test_start_and_stop_in_the_window_start_and_stop_the_daemons_session(
     atspi.wait_for(window.app, "label", "Running")
     atspi.wait_for(window.app, "label", "dnsmasq")
     atspi.wait_for(window.app, "label", label_with("0 restarts"))
+    # What the session seeds comes with the seed engine's next statistics.
+    atspi.wait_for(window.app, "label", label_with("peers ·"), timeout=30)
+    window.screenshot("session.png")
 
     atspi.click(atspi.wait_for(window.app, "push button", "Stop session"))
     wait_until(lambda: manager_property(boot_lan, "State") == 's "stopped"', timeout=30,

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build the boottorrent Debian package (make deb).
+# Build the boottorrent Debian packages, boottorrent and boottorrent-gtk (make deb).
 #
 # The package is built for Debian trixie inside a trixie root made with debootstrap: the
 # release that builds it decides paths such as /usr/lib/systemd/system, whatever this
@@ -7,7 +7,7 @@
 # /var/cache/boottorrent/build-trixie) and made again when it is missing or broken. Each
 # run copies the source tree into it, copies packaging/debian to ./debian there, installs
 # the Build-Depends, builds the source and binary package, runs lintian (no error and
-# no warning allowed) and leaves the .deb, with lintian's report, in dist/.
+# no warning allowed) and leaves the .debs, with lintian's report, in dist/.
 #
 # Needs root, debootstrap and systemd-nspawn (systemd-container), and Debian's archive.
 #
@@ -94,7 +94,8 @@ upstream=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -
     die "packaging/debian/changelog says $version but pyproject.toml says $upstream; add a changelog entry (dch -v $upstream)"
 
 # No stale package in dist/ if this build fails.
-rm -f "$DIST"/boottorrent_*_all.deb "$DIST"/boottorrent_*_all.lintian.txt
+rm -f "$DIST"/boottorrent_*_all.deb "$DIST"/boottorrent-gtk_*_all.deb \
+    "$DIST"/boottorrent_*_all.lintian.txt
 
 step "copying the source tree (boottorrent $version) into the build root"
 src=/build/boottorrent-$version
@@ -103,6 +104,7 @@ mkdir -p "$ROOT$src"
 tar -C "$REPO" -cf - \
     --exclude=./.git --exclude=./.venv --exclude=./dist --exclude=./build --exclude=./debian \
     --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache --exclude=.ruff_cache \
+    --exclude=./tests/desktop/screenshots \
     . | tar -C "$ROOT$src" -xf -
 cp -a "$REPO/packaging/debian" "$ROOT$src/debian"
 
@@ -123,8 +125,10 @@ in_root "$ROOT" --chdir="$src" "${buildenv[@]}" sh -c 'dpkg-buildpackage -us -uc
 grep -E '^(dpkg-deb: building|dh_python3|=+ [0-9]+ passed)|passed in' "$CACHE/build-$SUITE.log" || true
 
 changes=boottorrent_${version}_$(in_root "$ROOT" dpkg --print-architecture).changes
-deb=boottorrent_${version}_all.deb
-[ -f "$ROOT/build/$deb" ] || die "no $deb was built (log: $CACHE/build-$SUITE.log)"
+debs=(boottorrent_${version}_all.deb boottorrent-gtk_${version}_all.deb)
+for deb in "${debs[@]}"; do
+    [ -f "$ROOT/build/$deb" ] || die "no $deb was built (log: $CACHE/build-$SUITE.log)"
+done
 
 step "lintian (no error and no warning allowed)"
 report=$DIST/boottorrent_${version}_all.lintian.txt
@@ -141,5 +145,7 @@ echo "lintian: $errors error(s), $warnings warning(s)"
 [ "$lintian_rc" = 0 ] && [ "$errors" = 0 ] && [ "$warnings" = 0 ] ||
     die "lintian is not clean (report: $report)"
 
-cp "$ROOT/build/$deb" "$DIST/$deb"
-step "done: $DIST/$deb ($(du -h "$DIST/$deb" | cut -f1))"
+for deb in "${debs[@]}"; do
+    cp "$ROOT/build/$deb" "$DIST/$deb"
+done
+step "done: $(cd "$DIST" && du -h "${debs[@]}" | tr '\t\n' ' ')"

@@ -43,6 +43,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
            send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
   <include>{policy}</include>
+  <servicedir>{services}</servicedir>
 </busconfig>
 """
 
@@ -56,12 +57,16 @@ class PrivateBus:
         self.dir.chmod(0o755)
         self.socket = self.dir / "system_bus_socket"
         self.address = f"unix:path={self.socket}"
+        # Bus activation: empty unless `activates` puts a service file there.
+        self.services = self.dir / "services"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "PrivateBus":
         policy = POLICY_FILE if POLICY_FILE.exists() else INSTALLED_POLICY_FILE
         conf = self.dir / "bus.conf"
-        conf.write_text(BUS_CONFIG.format(socket=self.socket, policy=policy))
+        self.services.mkdir(exist_ok=True)
+        conf.write_text(BUS_CONFIG.format(socket=self.socket, policy=policy,
+                                          services=self.services))
         self.process = subprocess.Popen(["dbus-daemon", "--nofork", f"--config-file={conf}"])
         process = self.process
 
@@ -73,6 +78,14 @@ class PrivateBus:
         wait_until(listening, timeout=10, what="dbus-daemon to create its socket",
                    interval=0.02)
         return self
+
+    def activates(self, name: str, command: list[str]) -> None:
+        """Let the first call to `name` start `command`, as the system bus's activation
+        does; the command gets this bus as its system bus."""
+        exec_line = " ".join(["/usr/bin/env", f"DBUS_SYSTEM_BUS_ADDRESS={self.address}",
+                              *command])
+        (self.services / f"{name}.service").write_text(
+            f"[D-BUS Service]\nName={name}\nExec={exec_line}\nUser=root\n")
 
     @property
     def env(self) -> dict[str, str]:

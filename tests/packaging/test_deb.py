@@ -105,6 +105,38 @@ def test_make_deb_builds_the_package() -> None:
     done(start)
 
 
+def test_the_desktop_tool_is_a_package_of_its_own() -> None:
+    deb = _deb()
+    assert deb is not None, "no package: run make deb"
+    gtk = deb.with_name(deb.name.replace("boottorrent_", "boottorrent-gtk_", 1))
+    assert gtk.exists(), f"make deb left no {gtk.name}"
+
+    def listing(package: Path) -> str:
+        return subprocess.run(["dpkg-deb", "-c", str(package)], check=True,
+                              capture_output=True, text=True).stdout + "\n"
+
+    contents = listing(gtk)
+    for path in (
+        "./usr/bin/boottorrent-gtk",
+        "./usr/lib/python3/dist-packages/boottorrentgtk/app.py",
+        "./usr/lib/python3/dist-packages/boottorrentgtk/style.css",
+        "./usr/share/applications/org.boottorrent.Gtk.desktop",
+        "./usr/share/metainfo/org.boottorrent.Gtk.metainfo.xml",
+        "./usr/share/icons/hicolor/scalable/apps/org.boottorrent.Gtk.svg",
+        "./usr/share/man/man1/boottorrent-gtk.1.gz",
+    ):
+        assert f" {path}\n" in contents, f"{gtk.name} lacks {path}"
+    # The daemon's package carries none of it, and the desktop tool nothing of the daemon's.
+    assert "boottorrentgtk" not in listing(deb) and "boottorrent-gtk" not in listing(deb)
+    assert "boottorrentd/" not in contents
+    depends = subprocess.run(["dpkg-deb", "-f", str(gtk), "Depends"], check=True,
+                             capture_output=True, text=True).stdout
+    for package in ("python3-gi", "gir1.2-gtk-4.0", "gir1.2-adw-1"):
+        assert re.search(rf"\b{re.escape(package)}\b", depends), depends
+    version = deb.name.split("_")[1]
+    assert f"boottorrent (= {version})" in depends, depends
+
+
 def test_lintian_is_clean() -> None:
     deb = _deb()
     assert deb is not None, "no package: run make deb"

@@ -1,0 +1,5 @@
+import sys
+
+from boottorrentgtk.app import main
+
+sys.exit(main())

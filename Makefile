@@ -11,7 +11,8 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	busybox-static udhcpc debootstrap systemd-container \
 	qemu-system-x86 linux-image-amd64 kexec-tools zstd cpio squashfs-tools \
 	udpcast mypy python3-rich python3-shtab \
-	shim-signed grub-efi-amd64-signed ovmf sbsigntool
+	shim-signed grub-efi-amd64-signed ovmf sbsigntool \
+	xorriso mmdebstrap
 
 .PHONY: deps apt venv test unit integration demo bench lint clean
 

@@ -6,6 +6,10 @@ the tests need no downloads and stay small enough for TCG.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +88,60 @@ def live_os(parent: Path, name: str, marker: str) -> TargetOS:
     (folder / "config.yaml").write_text(
         "dispname: E2E live\nmethod: live\nsquashfs: root.squashfs\ninit: /sbin/init\n")
     return TargetOS(name, folder, marker)
+
+
+# A Debian 13 root with systemd and the trixie kernel, built with mmdebstrap and kept here
+# between runs (≈ 30 s to build, ≈ 150 MB); rebuilt when DEBIAN_RECIPE changes.
+DEBIAN_CACHE = Path("/var/cache/boottorrent/debian-live")
+DEBIAN_MIRROR = os.environ.get("BOOTTORRENT_MIRROR", "http://deb.debian.org/debian")
+DEBIAN_MARKER = "BT-E2E-DEBIAN-LIVE-OK"
+# Small for TCG: no docs, locales or firmware, and of the kernel's modules only those a
+# diskless machine with a serial console needs (the live root's loop, squashfs, overlay).
+DEBIAN_RECIPE = [
+    "--variant=minbase", "--include=systemd-sysv,linux-image-amd64,initramfs-tools",
+    *(f"--dpkgopt=path-exclude=/usr/{p}/*" for p in (
+        "share/doc", "share/man", "share/locale", "lib/firmware",
+        "lib/modules/*/kernel/drivers", "lib/modules/*/kernel/sound",
+        "lib/modules/*/kernel/net", "lib/modules/*/kernel/fs")),
+    *(f"--dpkgopt=path-include=/usr/lib/modules/*/kernel/{p}" for p in (
+        "fs/squashfs/*", "fs/overlayfs/*", "drivers/block/loop.ko*")),
+    "trixie",
+]
+# Prints the marker on the serial console once multi-user.target is reached.
+MARKER_UNIT = f"""[Unit]
+Description=BootTorrent e2e marker: multi-user.target reached
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "{DEBIAN_MARKER} target=$(systemctl is-active multi-user.target) \\
+kernel=$(uname -r) root=$(stat -f -c %%T /)" >/dev/ttyS0'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def debian_root() -> Path:
+    """The cached Debian 13 root (mmdebstrap, trixie archive), built on a cache miss:
+    minbase, systemd-sysv, the kernel with its initramfs-tools initrd in /boot, and a
+    unit printing DEBIAN_MARKER on ttyS0 at multi-user.target."""
+    stamp_text = json.dumps([DEBIAN_MIRROR, *DEBIAN_RECIPE, MARKER_UNIT])
+    root, stamp = DEBIAN_CACHE / "root", DEBIAN_CACHE / "recipe.json"
+    DEBIAN_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(DEBIAN_CACHE / "lock", "w") as lock:
+        # Another test run may be building it right now.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == stamp_text and root.is_dir():
+            return root
+        shutil.rmtree(root, ignore_errors=True)
+        stamp.unlink(missing_ok=True)
+        subprocess.run(["mmdebstrap", "--quiet", *DEBIAN_RECIPE, str(root), DEBIAN_MIRROR],
+                       check=True, capture_output=True)
+        units = root / "etc/systemd/system"
+        (units / "bt-marker.service").write_text(MARKER_UNIT)
+        (units / "multi-user.target.wants").mkdir(exist_ok=True)
+        (units / "multi-user.target.wants/bt-marker.service").symlink_to(
+            "/etc/systemd/system/bt-marker.service")
+        stamp.write_text(stamp_text)
+    return root

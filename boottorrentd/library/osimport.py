@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from boottorrentd.errors import InvalidArgument
+from boottorrentd.util.fs import copy_file
 from boottorrentd.util.programs import find_program
 
 KERNEL = "vmlinuz"
@@ -223,16 +224,10 @@ def _iso_extract(iso: Path, name: str, target: Path) -> None:
 # --- copying and squashing -----------------------------------------------------------------
 
 def _copy(source: Path, target: Path, done: int, total: int, progress: Progress) -> int:
-    chunk = 4 << 20
-    with open(source, "rb") as fin, open(target, "wb") as fout:
-        while block := fin.read(chunk):
-            fout.write(block)
-            done += len(block)
-            progress("copying", done, total)
-        fout.flush()
-        os.fsync(fout.fileno())
+    """Copy one file, reporting the bytes of all files so far (`done` before this one)."""
+    copied = copy_file(source, target, lambda n: progress("copying", done + n, total))
     target.chmod(0o644)
-    return done
+    return done + copied
 
 
 def _squash(root: Path, target: Path, progress: Progress) -> None:

@@ -6,6 +6,7 @@ or a folder without a torrent (removed too), never a half entry that looks whole
 """
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.payload import scan_payload
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent
-from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
+from boottorrentd.util.fs import TMP_PREFIX, copy_file, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -312,20 +313,17 @@ def _remove_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _progress_after(progress: Callable[[int], object], before: int, done: int) -> None:
+    progress(before + done)
+
+
 def _copy_tree(source: Path, dest: Path, progress: Callable[[int], object]) -> None:
     done = 0
-    chunk = 4 << 20
     for dirpath, dirnames, filenames in os.walk(source):
         dirnames.sort()
         rel = Path(dirpath).relative_to(source)
         (dest / rel).mkdir(parents=True, exist_ok=True)
         for fname in sorted(filenames):
             src, dst = Path(dirpath) / fname, dest / rel / fname
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
-                while block := fin.read(chunk):
-                    fout.write(block)
-                    done += len(block)
-                    progress(done)
-                fout.flush()
-                os.fsync(fout.fileno())
+            done += copy_file(src, dst, functools.partial(_progress_after, progress, done))
             shutil.copymode(src, dst)

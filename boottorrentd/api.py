@@ -183,7 +183,8 @@ OS_METHOD_KEYS: dict[str, tuple[KeyDoc, ...]] = {
         ),
         KeyDoc(
             "cmdline",
-            "The OS kernel's command line (with kernel); the client adds boot=boottorrent.",
+            "The OS kernel's command line (with kernel); the client adds boot=boottorrent "
+            "at its end.",
             default="",
             example="console=ttyS0 quiet",
         ),

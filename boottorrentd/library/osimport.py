@@ -37,6 +37,10 @@ LOOKED_FOR = (
 # Left out of a root's squashfs: the kernel and initrd travel beside it, and the rest
 # are mount points whose contents belong to the running system.
 ROOT_EXCLUDES = ("boot/*", "proc/*", "sys/*", "dev/*", "run/*", "tmp/*")
+# A live-build system's live-config (the live user, hostname, ...) runs only with boot=live
+# on the command line; the agent's boot=boottorrent comes after it and wins in the
+# initramfs.
+LIVE_BUILD_CMDLINE = "boot=live components"
 
 # progress(phase, done, total), phase "copying" or "squashing".
 Progress = Callable[[str, int, int], None]
@@ -61,6 +65,8 @@ class Found:
             "initrd": INITRD,
             "squashfs": ROOT_SQUASHFS if self.squashfs is None else LIVE_SQUASHFS,
         }
+        if self.squashfs is not None:
+            values["cmdline"] = LIVE_BUILD_CMDLINE
         if self.dispname:
             values["dispname"] = self.dispname
         return values

@@ -42,8 +42,10 @@ def test_a_live_build_tree_is_recognised_and_copied(tmp_path):
 
     assert found.kind == "live-build tree"
     assert (found.kernel, found.initrd) == ("live/vmlinuz", "live/initrd.img")
+    # live-config in the booted system needs boot=live to set up the live user.
     assert found.config_values() == {"method": "live", "kernel": "vmlinuz",
-                                     "initrd": "initrd.img", "squashfs": "filesystem.squashfs"}
+                                     "initrd": "initrd.img", "squashfs": "filesystem.squashfs",
+                                     "cmdline": "boot=live components"}
     dest = tmp_path / "os"
     dest.mkdir()
     osimport.import_os(found, dest, lambda *_: None)

@@ -20,8 +20,14 @@ def test_a_debian_root_added_with_from_boots_live_with_its_own_kernel_on_two_mac
     outcome = lab.wait(vms, marker=images.DEBIAN_MARKER, timeout=BOOT_TIMEOUT + 180)
 
     assert outcome.ok, outcome.problems
+    library = lab.state_dir / "oss/debian"
+    assert sorted(p.name for p in library.iterdir()) == [
+        "config.yaml", "initrd.img", "root.squashfs", "vmlinuz"]
+    size = sum(p.stat().st_size for p in library.iterdir() if p.name != "config.yaml")
     for vm in vms:
         assert vm.record["os"] == "debian"
+        # Both got the whole OS over BitTorrent before starting it.
+        assert vm.peak_down >= size, (vm.name, vm.peak_down, size)
         line = next(ln for ln in vm.console_text().splitlines() if images.DEBIAN_MARKER in ln)
         # systemd reached multi-user.target on the OS's kernel (phase-1 runs the host's),
         # with the squashfs under a tmpfs overlay as its root.

@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from boottorrentd.util.programs import find_program
 from boottorrentlab.demo import BUSYBOX, build_demo_os
 
 
@@ -136,8 +137,13 @@ def debian_root() -> Path:
             return root
         shutil.rmtree(root, ignore_errors=True)
         stamp.unlink(missing_ok=True)
-        subprocess.run(["mmdebstrap", "--quiet", *DEBIAN_RECIPE, str(root), DEBIAN_MIRROR],
-                       check=True, capture_output=True)
+        built = subprocess.run([find_program("mmdebstrap", "mmdebstrap"), "--quiet",
+                                *DEBIAN_RECIPE, str(root), DEBIAN_MIRROR],
+                               capture_output=True, text=True)
+        if built.returncode != 0:
+            raise RuntimeError(f"mmdebstrap could not build the Debian test root from "
+                               f"{DEBIAN_MIRROR} (set BOOTTORRENT_MIRROR for another "
+                               f"archive): {built.stderr.strip()[-2000:]}")
         units = root / "etc/systemd/system"
         (units / "bt-marker.service").write_text(MARKER_UNIT)
         (units / "multi-user.target.wants").mkdir(exist_ok=True)

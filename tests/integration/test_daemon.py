@@ -571,3 +571,15 @@ def test_add_os_from_a_folder_it_does_not_know_says_what_it_looked_for(daemon, t
     assert json.loads(daemon.ctl("list-os", "--json").stdout) == []
     # Nothing half-made is left in the library.
     assert list((daemon.state_dir / "oss").iterdir()) == []
+
+
+def test_add_os_takes_a_folder_or_from_but_not_both(daemon, tmp_path):
+    src = make_os(tmp_path / "src")
+
+    both = daemon.ctl("add-os", "x", str(src), "--from", str(src), check=False)
+    neither = daemon.ctl("add-os", "x", check=False)
+
+    for failed in (both, neither):
+        assert failed.returncode == 1
+        assert "add-os NAME DIR" in failed.stderr and "--from DIR|ISO" in failed.stderr
+    assert json.loads(daemon.ctl("list-os", "--json").stdout) == []

@@ -91,15 +91,17 @@ def live_os(parent: Path, name: str, marker: str) -> TargetOS:
     return TargetOS(name, folder, marker)
 
 
-# A Debian 13 root with systemd and the trixie kernel, built with mmdebstrap and kept here
-# between runs (≈ 30 s to build, ≈ 150 MB); rebuilt when DEBIAN_RECIPE changes.
+# A Debian 13 root with systemd, the trixie kernel and live-boot/live-config (what a
+# live-build image holds), built with mmdebstrap and kept here between runs (≈ 30-60 s to
+# build, ≈ 150 MB); rebuilt when DEBIAN_RECIPE changes.
 DEBIAN_CACHE = Path("/var/cache/boottorrent/debian-live")
 DEBIAN_MIRROR = os.environ.get("BOOTTORRENT_MIRROR", "http://deb.debian.org/debian")
 DEBIAN_MARKER = "BT-E2E-DEBIAN-LIVE-OK"
 # Small for TCG: no docs, locales or firmware, and of the kernel's modules only those a
 # diskless machine with a serial console needs (the live root's loop, squashfs, overlay).
 DEBIAN_RECIPE = [
-    "--variant=minbase", "--include=systemd-sysv,linux-image-amd64,initramfs-tools",
+    "--variant=minbase", "--include=systemd-sysv,linux-image-amd64,initramfs-tools,"
+    "live-boot,live-config,live-config-systemd",
     *(f"--dpkgopt=path-exclude=/usr/{p}/*" for p in (
         "share/doc", "share/man", "share/locale", "lib/firmware",
         "lib/modules/*/kernel/drivers", "lib/modules/*/kernel/sound",
@@ -116,7 +118,8 @@ After=multi-user.target
 [Service]
 Type=oneshot
 ExecStart=/bin/sh -c 'echo "{DEBIAN_MARKER} target=$(systemctl is-active multi-user.target) \\
-kernel=$(uname -r) root=$(stat -f -c %%T /)" >/dev/ttyS0'
+live-config=$(systemctl is-active live-config.service) kernel=$(uname -r) \\
+root=$(stat -f -c %%T /)" >/dev/ttyS0'
 
 [Install]
 WantedBy=multi-user.target
@@ -151,3 +154,22 @@ def debian_root() -> Path:
             "/etc/systemd/system/bt-marker.service")
         stamp.write_text(stamp_text)
     return root
+
+
+def live_build_iso(parent: Path, root: Path) -> Path:
+    """An ISO image laid out as live-build makes one (live/vmlinuz, live/initrd.img,
+    live/filesystem.squashfs) from the Debian root, whose initrd has live-boot."""
+    tree = parent / "iso-tree"
+    (tree / "live").mkdir(parents=True)
+    (kernel,) = (root / "boot").glob("vmlinuz-*")
+    (initrd,) = (root / "boot").glob("initrd.img-*")
+    shutil.copyfile(kernel, tree / "live/vmlinuz")
+    shutil.copyfile(initrd, tree / "live/initrd.img")
+    subprocess.run(["mksquashfs", str(root), str(tree / "live/filesystem.squashfs"),
+                    "-noappend", "-comp", "zstd", "-wildcards", "-e", "boot/*", "-quiet",
+                    "-no-progress"], check=True, capture_output=True)
+    iso = parent / "debian-live.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "DEBIAN_LIVE",
+                    "-o", str(iso), str(tree)], check=True, capture_output=True)
+    shutil.rmtree(tree)
+    return iso

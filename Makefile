@@ -14,7 +14,8 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	shim-signed grub-efi-amd64-signed ovmf sbsigntool \
 	syslinux syslinux-common mtools dosfstools \
 	python3-gi gir1.2-gtk-4.0 gir1.2-adw-1 adwaita-icon-theme fonts-cantarell \
-	xvfb at-spi2-core python3-pyatspi
+	xvfb at-spi2-core python3-pyatspi \
+	xorriso mmdebstrap
 
 .PHONY: deps apt venv test unit integration demo bench lint clean
 

@@ -243,14 +243,19 @@ async def _with_progress(client: Client, coro_factory) -> Any:
 
 
 async def cmd_add_os(client: Client, args: argparse.Namespace) -> int:
-    source = Path(args.dir).resolve()
+    if (args.dir is None) == (args.source is None):
+        raise CtlError("give the OS's folder (add-os NAME DIR) or what to make it from "
+                       "(add-os NAME --from DIR|ISO), one of the two")
+    source = Path(args.dir or args.source).resolve()
     options: dict[str, Variant] = {}
     if args.link:
         options["link"] = Variant("b", True)
+    if args.source is not None:
+        options["from"] = Variant("b", True)
     values = {key: getattr(args, key) for key in _config_keys()
               if getattr(args, key, None) is not None}
     if values:
-        if "method" not in values:
+        if "method" not in values and args.source is None:
             raise CtlError("--dispname/--kernel/... describe a new config.yaml and need "
                            "--method too (e.g. --method kexec)")
         options["config"] = Variant("a{ss}", values)
@@ -345,7 +350,11 @@ def _config_keys() -> list[str]:
 def _add_os_arguments(s: argparse.ArgumentParser) -> None:
     """add-os: the folder, and one option per config.yaml key of any method (api's table)."""
     s.add_argument("name", help="library name: a-z, 0-9, '.', '_', '-' (e.g. debian12)")
-    s.add_argument("dir", help="folder with the OS's files")
+    s.add_argument("dir", nargs="?", help="folder with the OS's files")
+    s.add_argument("--from", dest="source", metavar="DIR|ISO",
+                   help="make a live OS from a Debian live-build tree or ISO, or from an "
+                   "installed root (mmdebstrap, debootstrap), instead of adding DIR; the "
+                   "options below add to what is recognised (e.g. --cmdline)")
     s.add_argument("--link", action="store_true",
                    help="use the folder in place instead of copying it into the library")
     s.add_argument("--dispname", help="menu label (default: NAME)")
@@ -371,7 +380,9 @@ def _add_library_commands(sub: "argparse._SubParsersAction[argparse.ArgumentPars
         "add-os", help="add an OS folder to the library (copies it, hashes it, makes its torrent)",
         description="Add the OS in folder DIR to the library as NAME. The folder holds the OS's "
         "files and a config.yaml saying how to boot it; when it has none, describe it with "
-        "--method and that method's options and one is written.",
+        "--method and that method's options and one is written. With --from, the daemon "
+        "makes the folder: the kernel, initrd and squashfs of a live-build tree or ISO, or "
+        "of an installed root (made into a squashfs), booted live with their own kernel.",
         epilog="Methods and their keys: " + "; ".join(
             f"{m}: {', '.join(_method_keys(m)) or '-'}" for m in api.METHODS),
     ))

@@ -165,6 +165,31 @@ OS_METHOD_KEYS: dict[str, tuple[KeyDoc, ...]] = {
             kind=ABSPATH,
             example="/sbin/init",
         ),
+        KeyDoc(
+            "kernel",
+            "The OS's own Linux kernel, a file in the OS folder: the client kexecs it with "
+            "initrd, which then mounts the squashfs (a real distribution, whose modules "
+            "match its kernel). Empty: the squashfs runs on the client's phase-1 kernel "
+            "(a small root with no modules of its own).",
+            default="",
+            kind=FILE,
+            example="vmlinuz",
+        ),
+        KeyDoc(
+            "initrd",
+            "The kernel's initramfs (initramfs-tools, as Debian's kernels and live-build "
+            "make it), a file in the OS folder; needed with kernel.",
+            default="",
+            kind=FILE,
+            example="initrd.img",
+        ),
+        KeyDoc(
+            "cmdline",
+            "The OS kernel's command line (with kernel); the client adds boot=boottorrent "
+            "at its end.",
+            default="",
+            example="console=ttyS0 quiet",
+        ),
     ),
     "image": (
         KeyDoc(

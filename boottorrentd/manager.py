@@ -248,8 +248,12 @@ class Manager:
         *,
         link: bool = False,
         config_values: dict[str, str] | None = None,
+        from_source: bool = False,
     ) -> OSEntry:
-        log.info("adding OS %s from %s%s", name, source_dir, " (linked)" if link else "",
+        """Add an OS folder; with `from_source`, make one from a live-build tree or ISO or
+        an installed root (library.osimport)."""
+        log.info("adding OS %s from %s%s", name, source_dir,
+                 " (linked)" if link else " (recognising it)" if from_source else "",
                  extra={"BOOTTORRENT_OS": name})
         entry = await self.library.add(
             name,
@@ -258,6 +262,7 @@ class Manager:
             config_values=config_values,
             progress=self._progress_threadsafe(),
             piece_length=self.config.library.fixed_piece_length,
+            from_source=from_source,
         )
         log.info("added OS %s: %d bytes in %d files, infohash %s", name, entry.size_bytes,
                  len(entry.torrent.files), entry.torrent.infohash,

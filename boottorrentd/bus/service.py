@@ -307,9 +307,10 @@ class ManagerInterface(ServiceInterface):
     @_dbus_errors
     async def AddOS(self, name: "s", source_dir: "s", options: "a{sv}") -> "o":
         await auth.require_manage(self.bus, "AddOS")
-        opts = _options(options, {"link": "b", "config": "a{ss}"})
+        opts = _options(options, {"link": "b", "config": "a{ss}", "from": "b"})
         entry = await self.manager.add_os(
-            name, source_dir, link=opts.get("link", False), config_values=opts.get("config")
+            name, source_dir, link=opts.get("link", False), config_values=opts.get("config"),
+            from_source=opts.get("from", False),
         )
         return api.os_path(entry.name)
 

@@ -64,7 +64,8 @@ class OSSpec:
     def files(self) -> dict[str, str]:
         """The file keys and the paths, relative to the OS folder, that they name."""
         kinds = {key.name: key.kind for key in _METHOD_KEYS[self.method]}
-        return {name: value for name, value in self.fields.items() if kinds[name] == FILE}
+        return {name: value for name, value in self.fields.items()
+                if kinds[name] == FILE and value}
 
 
 COMMON_KEYS: dict[str, KeyDoc] = {key.name: key for key in _COMMON}
@@ -214,6 +215,9 @@ def _check_value(value: str, key: KeyDoc, folder: Path | None, source: str) -> s
     if problem:
         raise ConfigError(source, key.name, problem)
     if key.kind == FILE:
+        if not value and not key.required:
+            # An optional file left empty: the method goes without it.
+            return value
         return _check_file(value, key, folder, source)
     if key.kind == LABEL and not value.strip():
         raise ConfigError(source, key.name, f"is empty; {write_eg(f'{key.name}: {key.example}')}")
@@ -257,7 +261,35 @@ def _validate(
     fields = {
         key.name: _field(mapping, key, method, folder, source) for key in _METHOD_KEYS[method]
     }
+    if method == "live":
+        _check_own_kernel(fields, source)
     return OSSpec(dispname, method, fields)
+
+
+def _check_own_kernel(fields: dict[str, str], source: str) -> None:
+    """A live OS with its own kernel needs that kernel's initramfs, and the other way round."""
+    if fields["kernel"] and not fields["initrd"]:
+        raise ConfigError(
+            source,
+            "initrd",
+            "missing; with kernel the client boots the OS's own kernel, and its initramfs "
+            "mounts the squashfs: add initrd (e.g. 'initrd: initrd.img'), or drop kernel to "
+            "run the squashfs on the phase-1 kernel",
+        )
+    if fields["initrd"] and not fields["kernel"]:
+        raise ConfigError(
+            source,
+            "kernel",
+            "missing; initrd is the initramfs of the OS's own kernel: add kernel "
+            "(e.g. 'kernel: vmlinuz'), or drop initrd",
+        )
+    if fields["cmdline"] and not fields["kernel"]:
+        raise ConfigError(
+            source,
+            "cmdline",
+            "is for the OS's own kernel, and there is none: add kernel and initrd, or drop "
+            "cmdline (the phase-1 kernel keeps its own command line)",
+        )
 
 
 def _as_mapping(data: object, source: str) -> dict:
@@ -358,15 +390,16 @@ def _field(data: dict, key: KeyDoc, method: str, folder: Path | None, source: st
 
 def parse_os_config(
     data: object,
-    folder: Path,
+    folder: Path | None,
     source: str = CONFIG_NAME,
     default_dispname: str | None = None,
 ) -> OSSpec:
     """Validate a safe_load'ed config.yaml of the OS in `folder`; ConfigError if wrong.
 
     `default_dispname` (usually the folder's name) stands in for a missing dispname.
+    Without a folder only the form of file keys is checked.
     """
-    return _validate(data, Path(folder), source, default_dispname)
+    return _validate(data, None if folder is None else Path(folder), source, default_dispname)
 
 
 def load_os_config(folder: Path, default_dispname: str | None = None) -> OSSpec:

@@ -6,6 +6,7 @@ or a folder without a torrent (removed too), never a half entry that looks whole
 """
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -17,11 +18,12 @@ from pathlib import Path
 import yaml
 
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
+from boottorrentd.library import osimport
 from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.payload import scan_payload
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent
-from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
+from boottorrentd.util.fs import TMP_PREFIX, copy_file, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +110,12 @@ class Library:
         config_values: dict[str, str] | None = None,
         progress: Progress | None = None,
         piece_length: int | None = None,
+        from_source: bool = False,
     ) -> OSEntry:
         """Copy (or with `link`, use) `source` as OS `name` and make its torrent, in pieces
-        of `piece_length` bytes (None: chosen by size)."""
+        of `piece_length` bytes (None: chosen by size). With `from_source`, `source` is a
+        live-build tree or ISO or an installed root, made into a live OS (osimport);
+        `config_values` then add to or replace the values recognised."""
         check_name(name)
         if not source.is_absolute():
             raise InvalidArgument(f"source folder {str(source)!r} must be an absolute path")
@@ -121,9 +126,18 @@ class Library:
             raise Busy(f"OS {name!r} is being added or removed right now; try again when done")
         self._busy.add(name)
         try:
-            entry = await asyncio.to_thread(
-                self._add_blocking, name, source, link, config_values, progress, piece_length
-            )
+            if from_source:
+                if link:
+                    raise InvalidArgument("--from makes a new OS folder from the source, so "
+                                          "it cannot --link it; drop --link")
+                entry = await asyncio.to_thread(
+                    self._import_blocking, name, source, config_values, progress, piece_length
+                )
+            else:
+                entry = await asyncio.to_thread(
+                    self._add_blocking, name, source, link, config_values, progress,
+                    piece_length,
+                )
         finally:
             self._busy.discard(name)
         self.entries[name] = entry
@@ -141,17 +155,11 @@ class Library:
         report = progress or (lambda *_: None)
         _check_source(source, link, config_values)
         config_text, spec = _describe(name, source, config_values)
-        for other in self.entries.values():
-            if other.spec.dispname == spec.dispname:
-                raise Exists(f"OS {other.name!r} already shows as {spec.dispname!r} in the "
-                             "menu; give this one another dispname")
+        self._check_dispname(spec)
         # Refuse symlinks and empty folders before anything is copied.
         total = sum(f.length for f in scan_payload(source))
 
-        staged = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=self.oss_dir))
-        # mkdtemp makes it 0700; the seeder runs as an unprivileged user and must read it.
-        staged.chmod(0o755)
-        staged_torrent = self.torrents_dir / f"{TMP_PREFIX}{name}.torrent"
+        staged = self._staging(name)
         try:
             if link:
                 staged.rmdir()
@@ -162,6 +170,65 @@ class Library:
                 _copy_tree(source, staged, lambda done: report(name, "copying", done, total))
                 if config_text is not None:
                     write_atomic(staged / "config.yaml", config_text)
+            return self._commit(name, staged, spec, link, report, piece_length)
+        except BaseException:
+            _remove_path(staged)
+            raise
+
+    def _import_blocking(
+        self,
+        name: str,
+        source: Path,
+        config_values: dict[str, str] | None,
+        progress: Progress | None,
+        piece_length: int | None,
+    ) -> OSEntry:
+        report = progress or (lambda *_: None)
+        found = osimport.recognise(source)
+        log.info("OS %s: %s is a %s (kernel %s, initrd %s)", name, source, found.kind,
+                 found.kernel, found.initrd, extra={"BOOTTORRENT_OS": name})
+        values = {**found.config_values(), **(config_values or {})}
+        if values["method"] != "live":
+            raise InvalidArgument(f"--from makes a live OS; drop --method {values['method']}")
+        # The form of the values is checked before the long work, the files after it.
+        text = render_os_config({"dispname": name, **values})
+        self._check_dispname(_spec_of_text(text, None, name))
+        staged = self._staging(name)
+        try:
+            osimport.import_os(found, staged,
+                               lambda phase, done, total: report(name, phase, done, total))
+            write_atomic(staged / "config.yaml", text)
+            spec = _spec_of_text(text, staged, name)
+            return self._commit(name, staged, spec, False, report, piece_length)
+        except BaseException:
+            _remove_path(staged)
+            raise
+
+    def _check_dispname(self, spec: OSSpec) -> None:
+        for other in self.entries.values():
+            if other.spec.dispname == spec.dispname:
+                raise Exists(f"OS {other.name!r} already shows as {spec.dispname!r} in the "
+                             "menu; give this one another dispname")
+
+    def _staging(self, name: str) -> Path:
+        """A new folder for OS `name` to be made in; load() removes it if left behind."""
+        staged = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=self.oss_dir))
+        # mkdtemp makes it 0700; the seeder runs as an unprivileged user and must read it.
+        staged.chmod(0o755)
+        return staged
+
+    def _commit(
+        self,
+        name: str,
+        staged: Path,
+        spec: OSSpec,
+        link: bool,
+        report: Progress,
+        piece_length: int | None,
+    ) -> OSEntry:
+        """Make the torrent of the `staged` folder and put both in place."""
+        staged_torrent = self.torrents_dir / f"{TMP_PREFIX}{name}.torrent"
+        try:
             torrent, info = make_torrent(
                 staged, name, progress=lambda done, tot: report(name, "hashing", done, tot),
                 piece_length=piece_length,
@@ -172,7 +239,6 @@ class Library:
             staged_torrent.rename(self.torrent_path(name))
             fsync_dir(self.torrents_dir)
         except BaseException:
-            _remove_path(staged)
             staged_torrent.unlink(missing_ok=True)
             raise
         return OSEntry(
@@ -231,7 +297,13 @@ def _describe(
             "options, or remove that file to describe the OS with them"
         )
     text = render_os_config({"dispname": name, **config_values})
-    return text, parse_os_config(yaml.safe_load(text), source, default_dispname=name)
+    return text, _spec_of_text(text, source, name)
+
+
+def _spec_of_text(text: str, folder: Path | None, name: str) -> OSSpec:
+    """The spec of a config.yaml text that render_os_config wrote; its files are checked
+    in `folder` (None: their form only)."""
+    return parse_os_config(yaml.safe_load(text), folder, default_dispname=name)
 
 
 def _remove_path(path: Path) -> None:
@@ -241,20 +313,17 @@ def _remove_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _progress_after(progress: Callable[[int], object], before: int, done: int) -> None:
+    progress(before + done)
+
+
 def _copy_tree(source: Path, dest: Path, progress: Callable[[int], object]) -> None:
     done = 0
-    chunk = 4 << 20
     for dirpath, dirnames, filenames in os.walk(source):
         dirnames.sort()
         rel = Path(dirpath).relative_to(source)
         (dest / rel).mkdir(parents=True, exist_ok=True)
         for fname in sorted(filenames):
             src, dst = Path(dirpath) / fname, dest / rel / fname
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
-                while block := fin.read(chunk):
-                    fout.write(block)
-                    done += len(block)
-                    progress(done)
-                fout.flush()
-                os.fsync(fout.fileno())
+            done += copy_file(src, dst, functools.partial(_progress_after, progress, done))
             shutil.copymode(src, dst)

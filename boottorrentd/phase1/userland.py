@@ -16,11 +16,11 @@ from boottorrentd.util.programs import find_program
 
 # The applets the agent scripts call; the build fails if the host's busybox lacks one.
 AGENT_APPLETS = (
-    "sh", "awk", "cat", "chmod", "cttyhack", "cut", "date", "dd", "dirname", "dmesg", "echo",
-    "grep", "head", "insmod", "ip", "kill", "ln", "losetup", "ls", "mkdir", "mkfifo", "mount",
-    "mv", "od", "poweroff", "printf", "reboot", "rm", "sed", "setsid", "sha256sum", "sleep",
-    "sort", "switch_root", "sync", "tail", "tee", "timeout", "tr", "udhcpc", "umount", "uniq",
-    "wc", "wget",
+    "sh", "awk", "cat", "chmod", "cp", "cpio", "cttyhack", "cut", "date", "dd", "dirname",
+    "dmesg", "echo", "find", "grep", "gunzip", "head", "insmod", "ip", "kill", "ln", "losetup",
+    "ls", "mkdir", "mkfifo", "mount", "mv", "od", "poweroff", "printf", "readlink", "reboot",
+    "rm", "sed", "setsid", "sha256sum", "sleep", "sort", "stat", "switch_root", "sync", "tail",
+    "tee", "timeout", "tr", "udhcpc", "umount", "uname", "uniq", "wc", "wget", "xz",
 )
 # Programs besides busybox (name -> the Debian package that has it), found on PATH and
 # placed at their own paths.
@@ -31,6 +31,8 @@ AGENT_FILES = {
     "init": "init",
     "bt-download": "bin/bt-download",
     "bt-udhcpc": "bin/bt-udhcpc",
+    # Not run in phase-1: appended to a live OS's own initrd (boot_live_kernel).
+    "live-hook": "usr/share/boottorrent/live-hook",
 }
 
 

@@ -112,9 +112,13 @@ class Lab:
                            f"{(result.stderr or result.stdout).strip()}")
         return result
 
-    def add_os(self, name: str, folder: Path, *, link: bool = False) -> None:
-        """Add the OS in `folder`; link: serve the folder in place instead of a copy."""
-        self.ctl("add-os", name, str(folder), *(["--link"] if link else []))
+    def add_os(self, name: str, folder: Path, *, link: bool = False, from_source: bool = False,
+               options: tuple[str, ...] = ()) -> None:
+        """Add the OS in `folder`; link: serve the folder in place instead of a copy;
+        from_source: make a live OS of a live-build tree or ISO or a root (add-os --from);
+        options: further add-os options (e.g. ("--cmdline", "console=ttyS0"))."""
+        where = ["--from", str(folder)] if from_source else [str(folder)]
+        self.ctl("add-os", name, *where, *(["--link"] if link else []), *options)
 
     def install_phase1(self, source: Path) -> None:
         """Serve the phase-1 image in `source` (vmlinuz, initrd.img[, manifest.json])."""

@@ -93,11 +93,12 @@ def oses() -> Iterator[dict[str, images.TargetOS]]:
 @pytest.fixture
 def make_lab(request: pytest.FixtureRequest,
              phase1_image: Path) -> Iterator[Callable[..., Lab]]:
-    """make_lab(LabConfig(...)) -> a started Lab serving phase-1 (no session yet)."""
+    """make_lab(LabConfig(...), memory_mb=...) -> a started Lab serving phase-1 (no
+    session yet)."""
     labs: list[Lab] = []
 
-    def make(config: LabConfig | None = None) -> Lab:
-        lab = Lab(config or LabConfig())
+    def make(config: LabConfig | None = None, *, memory_mb: int = 512) -> Lab:
+        lab = Lab(config or LabConfig(), memory_mb=memory_mb)
         labs.append(lab)
         lab.start()
         lab.install_phase1(phase1_image)

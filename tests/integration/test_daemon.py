@@ -531,3 +531,55 @@ def test_reload_of_a_bad_file_is_refused_with_the_key_and_changes_nothing(daemon
     assert refused.returncode == 1
     assert "http.port: expected a whole number" in refused.stderr
     assert daemon.busctl("get-property", *MANAGER, "HTTPPort").stdout.split() == ["q", "8080"]
+
+
+def test_add_os_from_a_live_build_tree_makes_a_live_os_with_its_own_kernel(daemon, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "live").mkdir(parents=True)
+    (tree / "live/vmlinuz-6.12.10-amd64").write_bytes(b"k" * 3000)
+    (tree / "live/initrd.img-6.12.10-amd64").write_bytes(b"i" * 2000)
+    (tree / "live/filesystem.squashfs").write_bytes(b"s" * 5000)
+    monitor = daemon.monitor("OSProgress")
+    try:
+        daemon.ctl("add-os", "desk", "--from", str(tree), "--cmdline", "quiet splash")
+    finally:
+        time.sleep(0.3)
+        monitor.send_signal(signal.SIGINT)
+        out = monitor.communicate(timeout=10)[0]
+
+    shown = json.loads(daemon.ctl("show-os", "desk", "--json").stdout)
+    assert shown["method"] == "live"
+    assert shown["fields"] == {"squashfs": "filesystem.squashfs", "init": "/sbin/init",
+                               "kernel": "vmlinuz", "initrd": "initrd.img",
+                               "cmdline": "quiet splash"}
+    assert shown["size_bytes"] == 10000
+    assert (daemon.state_dir / "oss/desk/vmlinuz").read_bytes() == b"k" * 3000
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    phases = {e["payload"]["data"][1] for e in events if e.get("member") == "OSProgress"}
+    assert phases == {"copying", "hashing"}
+
+
+def test_add_os_from_a_folder_it_does_not_know_says_what_it_looked_for(daemon, tmp_path):
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff/notes.txt").write_text("not an OS")
+
+    failed = daemon.ctl("add-os", "x", "--from", str(tmp_path / "stuff"), check=False)
+
+    assert failed.returncode == 1
+    assert "live/filesystem.squashfs" in failed.stderr and "boot/vmlinuz-VERSION" in failed.stderr
+    assert "notes.txt" in failed.stderr
+    assert json.loads(daemon.ctl("list-os", "--json").stdout) == []
+    # Nothing half-made is left in the library.
+    assert list((daemon.state_dir / "oss").iterdir()) == []
+
+
+def test_add_os_takes_a_folder_or_from_but_not_both(daemon, tmp_path):
+    src = make_os(tmp_path / "src")
+
+    both = daemon.ctl("add-os", "x", str(src), "--from", str(src), check=False)
+    neither = daemon.ctl("add-os", "x", check=False)
+
+    for failed in (both, neither):
+        assert failed.returncode == 1
+        assert "add-os NAME DIR" in failed.stderr and "--from DIR|ISO" in failed.stderr
+    assert json.loads(daemon.ctl("list-os", "--json").stdout) == []

@@ -100,7 +100,8 @@ def test_the_manifest_lists_the_programs_their_libraries_and_the_drivers(built: 
     manifest = built.manifest
     paths = {f["path"] for f in manifest.files}
     assert {"/init", "/bin/busybox", "/bin/bt-download", "/usr/bin/aria2c",
-            "/usr/sbin/kexec", "/lib64/ld-linux-x86-64.so.2"} <= paths
+            "/usr/sbin/kexec", "/lib64/ld-linux-x86-64.so.2",
+            "/usr/share/boottorrent/live-hook"} <= paths
     libs = {p.rsplit("/", 1)[1] for p in paths if p.startswith("/lib/x86_64-linux-gnu/")}
     assert {"libc.so.6", "libaria2.so.0", "libstdc++.so.6", "libxenctrl.so.4.17"} <= libs \
         or {"libc.so.6", "libaria2.so.0", "libstdc++.so.6"} <= libs

@@ -94,12 +94,21 @@ VALID = [
     (
         "live",
         "method: live\nsquashfs: root.squashfs\n",
-        {"squashfs": "root.squashfs", "init": "/sbin/init"},
+        {"squashfs": "root.squashfs", "init": "/sbin/init", "kernel": "", "initrd": "",
+         "cmdline": ""},
     ),
     (
         "live-own-init",
         "method: live\nsquashfs: root.squashfs\ninit: /lib/systemd/systemd\n",
-        {"squashfs": "root.squashfs", "init": "/lib/systemd/systemd"},
+        {"squashfs": "root.squashfs", "init": "/lib/systemd/systemd", "kernel": "",
+         "initrd": "", "cmdline": ""},
+    ),
+    (
+        "live-own-kernel",
+        "method: live\nsquashfs: root.squashfs\nkernel: vmlinuz\ninitrd: initrd.img\n"
+        "cmdline: console=ttyS0\n",
+        {"squashfs": "root.squashfs", "init": "/sbin/init", "kernel": "vmlinuz",
+         "initrd": "initrd.img", "cmdline": "console=ttyS0"},
     ),
     (
         "image",
@@ -224,6 +233,30 @@ BAD = [
         "method: image\nimage: disk.img\ntarget: /dev/sda\nafter: halt\n",
         "after",
         "one of reboot, poweroff",
+    ),
+    (
+        "live-kernel-without-initrd",
+        "method: live\nsquashfs: root.squashfs\nkernel: vmlinuz\n",
+        "initrd",
+        "initrd: initrd.img",
+    ),
+    (
+        "live-initrd-without-kernel",
+        "method: live\nsquashfs: root.squashfs\ninitrd: initrd.img\n",
+        "kernel",
+        "kernel: vmlinuz",
+    ),
+    (
+        "live-cmdline-without-kernel",
+        "method: live\nsquashfs: root.squashfs\ncmdline: quiet\n",
+        "cmdline",
+        "phase-1 kernel",
+    ),
+    (
+        "live-kernel-missing-file",
+        "method: live\nsquashfs: root.squashfs\nkernel: bzImage\ninitrd: initrd.img\n",
+        "kernel",
+        "no file 'bzImage'",
     ),
     (
         "init-relative",

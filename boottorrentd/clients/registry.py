@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from boottorrentd.library.names import NAME_RE
-from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.fs import read_state, write_atomic
 from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
@@ -265,22 +265,8 @@ class Registry:
                 _call(on_change, client, changed)
 
     def _load(self) -> dict[str, str]:
-        try:
-            text = self.state_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        try:
-            data = json.loads(text)
-            raw = data["assignments"]
-            if not isinstance(raw, dict):
-                raise TypeError("assignments is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
-            bad = self.state_file.with_name(self.state_file.name + ".bad")
-            # Kept aside rather than overwritten by the next assignment, so that an admin
-            # can still recover it by hand.
-            self.state_file.replace(bad)
-            log.error("%s is unreadable (%s); moved it to %s and started with no assignments",
-                      self.state_file, exc, bad)
+        raw = read_state(self.state_file, _parse_state)
+        if raw is None:
             return {}
         assignments = {}
         for mac, name in raw.items():
@@ -325,6 +311,13 @@ class Registry:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.state_file, json.dumps(data, indent=2) + "\n")
             self._written = version
+
+
+def _parse_state(raw: bytes) -> dict[str, object]:
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("assignments"), dict):
+        raise TypeError("it holds no assignments object")
+    return data["assignments"]
 
 
 def _call(listener: Callable[..., None], *args: object) -> None:

@@ -21,7 +21,7 @@ from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.payload import scan_payload
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent
-from boottorrentd.util.fs import TMP_PREFIX, fsync_dir, write_atomic
+from boottorrentd.util.fs import CORRUPT_SUFFIX, TMP_PREFIX, fsync_dir, read_state, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +68,36 @@ class Library:
         self.entries = {}
         for folder in sorted(self.oss_dir.iterdir()):
             name = folder.name
-            if not self.torrent_path(name).exists():
+            torrent = self.torrent_path(name)
+            if not torrent.exists() and not self._set_aside_torrents(name):
                 log.warning("removing %s: it has no torrent (an add was interrupted)", folder)
                 _remove_path(folder)
                 continue
             try:
-                self.entries[name] = self._read_entry(name)
+                # None when corrupt (now set aside) or set aside by an earlier load.
+                info = read_state(torrent, read_torrent)
+            except OSError as e:
+                info, problem = None, f"its torrent cannot be read: {e}"
+            else:
+                problem = "its torrent was corrupt and is set aside"
+            if info is None:
+                # The folder is the admin's data and stays; the set-aside torrent tells the
+                # next load that this is not an interrupted add to clear.
+                log.error("OS %s is not served: %s; remove it with 'boottorrentctl "
+                          "remove-os %s' and add it again", name, problem, name,
+                          extra={"BOOTTORRENT_OS": name})
+                continue
+            try:
+                self.entries[name] = self._read_entry(name, info)
             except (ConfigError, InvalidArgument, ValueError, OSError) as e:
                 log.error("OS %s is not served: %s; fix it, or remove it with "
                           "'boottorrentctl remove-os %s'", name, e, name,
                           extra={"BOOTTORRENT_OS": name})
 
-    def _read_entry(self, name: str) -> OSEntry:
+    def _set_aside_torrents(self, name: str) -> list[Path]:
+        return list(self.torrents_dir.glob(f"{name}.torrent{CORRUPT_SUFFIX}*"))
+
+    def _read_entry(self, name: str, torrent: TorrentInfo) -> OSEntry:
         folder = self.oss_dir / name
         torrent_path = self.torrent_path(name)
         return OSEntry(
@@ -88,7 +106,7 @@ class Library:
             linked=folder.is_symlink(),
             spec=load_os_config(folder, default_dispname=name),
             torrent_path=torrent_path,
-            torrent=read_torrent(torrent_path.read_bytes()),
+            torrent=torrent,
         )
 
     def get(self, name: str) -> OSEntry:
@@ -195,6 +213,8 @@ class Library:
         try:
             # Torrent first: without it the folder is a leftover that load() clears.
             self.torrent_path(name).unlink(missing_ok=True)
+            for aside in self._set_aside_torrents(name):
+                aside.unlink()
             self.entries.pop(name, None)
             await asyncio.to_thread(_remove_path, folder)
         finally:

@@ -35,13 +35,25 @@ from boottorrentd.session.children.tracker import Tracker
 from boottorrentd.session.seeder import SeedEngine, make_seeder
 from boottorrentd.session.seeding import TorrentStats
 from boottorrentd.session.supervisor import ChildSpec, ChildState, Supervisor
-from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.fs import read_state, write_atomic
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 2.0
 # Created by the Debian package (sysusers.d); the children run as it, not as root.
 SYSTEM_USER = "boottorrent"
+
+
+def _parse_remembered(raw: bytes) -> dict:
+    record = json.loads(raw.decode("utf-8"))
+    if not isinstance(record, dict) or not isinstance(record.get("active"), bool):
+        raise TypeError("'active' is not true or false")
+    if record.get("claim") is not None:
+        try:
+            network.NetworkClaim.from_dict(record["claim"])
+        except BootTorrentError as e:
+            raise ValueError(str(e)) from None
+    return record
 
 
 def children_user(cfg: Config) -> str | None:
@@ -122,10 +134,9 @@ class Session:
 
     @staticmethod
     def remembered(state_dir: Path) -> dict:
-        try:
-            return json.loads((state_dir / "session.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        """What session.json says: {"active": bool, "claim": a NetworkClaim dict or None};
+        {} when there is none or it was corrupt (then it is set aside)."""
+        return read_state(state_dir / "session.json", _parse_remembered) or {}
 
     def _remember(self, active: bool) -> None:
         record = {"active": active, "claim": self.claim.to_dict() if self.claim else None}

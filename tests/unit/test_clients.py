@@ -400,15 +400,18 @@ def test_bad_assignments_are_refused(registry, mac, os):
     assert registry.assignments == {}
 
 
-def test_an_unreadable_state_file_is_kept_aside(tmp_path, caplog):
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"version": 1, "assign', b"\xff\xfe",
+                                     b'{"version": 1, "assignments": []}'])
+def test_an_unreadable_state_file_is_set_aside(tmp_path, caplog, content):
     state = tmp_path / "clients.json"
-    state.write_text("{not json")
+    state.write_bytes(content)
 
     registry = Registry(state)
 
     assert registry.assignments == {}
-    assert (tmp_path / "clients.json.bad").read_text() == "{not json"
-    assert "unreadable" in caplog.text
+    [aside] = tmp_path.glob("clients.json.corrupt-*")
+    assert aside.read_bytes() == content
+    assert f"{state} is corrupt" in caplog.text
 
 
 def test_bad_entries_in_the_state_file_are_skipped(tmp_path):

@@ -207,6 +207,9 @@ async def cmd_list_os(client: Client, args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for o in oss:
+        if o["problem"]:
+            print(o["problem"])
     return 0
 
 
@@ -224,6 +227,8 @@ async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
     print(f"  folder:   {record['path']}{' (linked)' if record['linked'] else ''}")
     print(f"  torrent:  {record['torrent']}")
     print(f"  infohash: {record['infohash']}")
+    if record["problem"]:
+        print(f"  problem:  {record['problem']}")
     return 0
 
 

@@ -184,7 +184,8 @@ class Manager:
 
     async def assign(self, mac: str, os_name: str) -> str:
         mac = _mac(mac)
-        self.library.get(os_name)
+        if problem := self.library.get(os_name).problem:
+            raise InvalidArgument(f"cannot assign {mac} to {os_name}: {problem}")
         self.registry.assign(mac, os_name)
         await self.registry.flush()
         log.info("client %s assigned to %s", mac, os_name, extra={"BOOTTORRENT_MAC": mac})

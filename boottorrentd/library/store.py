@@ -11,12 +11,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
+from boottorrentd.library.integrity import quick_check
 from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.payload import scan_payload
@@ -37,6 +38,8 @@ class OSEntry:
     spec: OSSpec
     torrent_path: Path
     torrent: TorrentInfo
+    # Why it is not served (offered, seeded, assigned), with the fix; "" when it is.
+    problem: str = ""
 
     @property
     def size_bytes(self) -> int:
@@ -49,6 +52,28 @@ class Library:
         self.torrents_dir = state_dir / "torrents"
         self.entries: dict[str, OSEntry] = {}
         self._busy: set[str] = set()
+        # Called with the entry whose problem was found or cleared.
+        self.on_problem: list[Callable[[OSEntry], None]] = []
+
+    @property
+    def served(self) -> dict[str, OSEntry]:
+        """The entries that may be offered, seeded and assigned: those without a problem."""
+        return {name: e for name, e in self.entries.items() if not e.problem}
+
+    def set_problem(self, name: str, problem: str) -> None:
+        """Mark OS `name` not served with `problem` (the reason and the fix), or served
+        again with ""."""
+        entry = self.entries.get(name)
+        if entry is None or entry.problem == problem:
+            return
+        self.entries[name] = entry = replace(entry, problem=problem)
+        if problem:
+            log.error("%s", problem, extra={"BOOTTORRENT_OS": name})
+        else:
+            log.info("OS %s matches its torrent again and is served", name,
+                     extra={"BOOTTORRENT_OS": name})
+        for listener in list(self.on_problem):
+            listener(entry)
 
     def torrent_path(self, name: str) -> Path:
         return self.torrents_dir / f"{name}.torrent"
@@ -88,11 +113,14 @@ class Library:
                           extra={"BOOTTORRENT_OS": name})
                 continue
             try:
-                self.entries[name] = self._read_entry(name, info)
+                entry = self._read_entry(name, info)
             except (ConfigError, InvalidArgument, ValueError, OSError) as e:
                 log.error("OS %s is not served: %s; fix it, or remove it with "
                           "'boottorrentctl remove-os %s'", name, e, name,
                           extra={"BOOTTORRENT_OS": name})
+                continue
+            self.entries[name] = entry
+            self.set_problem(name, quick_check(name, entry.path, entry.torrent_path, info))
 
     def _set_aside_torrents(self, name: str) -> list[Path]:
         return list(self.torrents_dir.glob(f"{name}.torrent{CORRUPT_SUFFIX}*"))

@@ -191,6 +191,18 @@ class Manager:
         log.info("client %s assigned to %s", mac, os_name, extra={"BOOTTORRENT_MAC": mac})
         return mac
 
+    async def stop_seeding(self, os_name: str) -> None:
+        """Stop the server's seed of `os_name` until the session restarts: the machines
+        that hold it serve it to each other (the tracker and the menu stay)."""
+        self.library.get(os_name)
+        if self.session is None:
+            raise InvalidArgument(f"no boot session runs, so nothing seeds {os_name}; "
+                                  "start one with 'boottorrentctl start'")
+        await self.session.stop_seeding(os_name)
+        log.info("stopped seeding %s for the rest of the session", os_name,
+                 extra={"BOOTTORRENT_OS": os_name})
+        self._state_changed()
+
     async def unassign(self, mac: str) -> str:
         mac = _mac(mac)
         self.registry.unassign(mac)

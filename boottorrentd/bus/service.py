@@ -374,6 +374,12 @@ class ManagerInterface(ServiceInterface):
 
     @method()
     @_dbus_errors
+    async def StopSeeding(self, os: "s"):
+        await auth.require_manage(self.bus, "StopSeeding")
+        await self.manager.stop_seeding(os)
+
+    @method()
+    @_dbus_errors
     async def BuildClientImage(self, options: "a{sv}") -> "a{sv}":
         await auth.require_manage(self.bus, "BuildClientImage")
         opts = _options(options, {"kernel_version": "s"})

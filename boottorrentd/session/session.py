@@ -101,6 +101,8 @@ class Session:
         self.http: BootServer | None = None
         self.dnsmasq: Dnsmasq | None = None
         self.seeding: list[TorrentStats] = []
+        # OSes the server stopped seeding (StopSeeding) for the rest of the session.
+        self.unseeded: set[str] = set()
         # What the seed engine says is wrong with it as a whole (its peer port); "" if fine.
         self.seed_health = ""
         self.dhcp: dhcpprobe.DhcpDecision | None = None  # decided at start
@@ -329,9 +331,20 @@ class Session:
             # A first announce the tracker refuses is retried only after minutes.
             await self.tracker.wait_whitelisted(hashes, timeout=10)
         assert self.seeder is not None
-        await self.seeder.set_torrents(entries)
+        await self.seeder.set_torrents(self._seeded())
         self._judge(await self.seeder.stats())
         await self._served_changed()
+
+    async def stop_seeding(self, name: str) -> None:
+        """Seed every OS but `name` (and those stopped before) until the session ends."""
+        self.unseeded.add(name)
+        assert self.seeder is not None
+        await self.seeder.set_torrents(self._seeded())
+        self.seeding = await self.seeder.stats()
+        self.on_change()
+
+    def _seeded(self) -> list[OSEntry]:
+        return [e for e in self.library.entries.values() if e.name not in self.unseeded]
 
     def _judge(self, stats: list[TorrentStats]) -> bool:
         """Mark the OSes the engine refused or reports broken, clear the ones it seeds;
@@ -400,6 +413,7 @@ class Session:
             self.dnsmasq.close()
         self.http = self.dnsmasq = self.seeder = self.tracker = None
         self.seeding, self.seed_health = [], ""
+        self.unseeded = set()
         if self.claim is not None:
             try:
                 await asyncio.to_thread(network.release, self.claim)

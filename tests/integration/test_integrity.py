@@ -14,6 +14,7 @@ from boottorrentd.util.wait import wait_until
 from tests.conftest import world_readable_tmpdir
 from tests.integration import test_session
 from tests.integration.test_session import BootLan, payload_os
+from tests.reliability import current_test, record
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,10 @@ def test_a_file_truncated_after_its_torrent_was_made_is_marked_at_restart_and_ne
     assert b.status()["state"] == "running"
     assert http_get(b, "/torrents/lab.torrent")[0] == 200
     b.daemon.ctl("assign", MAC, "lab")
+    record("integrity", "library file truncated after its torrent was made, daemon "
+           "restarted", 1, "OS marked (D-Bus Problem) at load, not seeded, not in menus or "
+           "torrents, assign refused, session degraded; served again once restored",
+           current_test())
 
 
 def test_a_file_changed_in_place_with_its_size_and_mtime_kept_is_refused_at_session_start(
@@ -103,6 +108,9 @@ def test_a_file_changed_in_place_with_its_size_and_mtime_kept_is_refused_at_sess
     assert status["state"] == "degraded" and why in status["reason"]
     code, _ = http_get(b, "/torrents/lab.torrent")
     assert code == 404
+    record("integrity", "library file changed in place, size and mtime kept", 1,
+           "the seed's full check at session start refuses it: OS marked, not served, "
+           "session degraded with the file named", current_test())
 
 
 def test_a_seed_whose_peer_port_is_taken_degrades_the_session_until_it_is_free(
@@ -129,4 +137,7 @@ def test_a_seed_whose_peer_port_is_taken_degrades_the_session_until_it_is_free(
     wait_until(lambda: b.status()["state"] == "running", timeout=60,
                what="the seed to take its port back and the session to run")
     assert "peer port" not in b.status()["reason"]
+    record("integrity", "seed's peer port held by another program", 1,
+           "session degraded naming the port and the fix; running again once the port "
+           "is free (the seed takes it back)", current_test())
 

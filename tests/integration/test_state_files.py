@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, make_os
+from tests.reliability import current_test, record
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +54,9 @@ def test_a_damaged_state_file_is_reported_set_aside_and_the_daemon_starts(daemon
     assert aside.read_bytes() == bad
     assert f"{path} is corrupt" in daemon_dirs.log()
     assert not path.exists()
+    record("state on disk", f"{kind} {damage} at daemon start", 1,
+           f"reported, set aside as {aside.name.split('-')[0]}-<time>, daemon started",
+           current_test())
 
 
 def test_a_state_file_the_daemon_wrote_is_read_back_whole(daemon_dirs):
@@ -98,3 +102,6 @@ def test_a_damaged_torrent_is_set_aside_and_its_os_kept_but_not_served(daemon_di
     daemon_dirs.ctl("remove-os", "hurt")
     assert not list(torrent.parent.glob("hurt.torrent*"))
     daemon_dirs.ctl("add-os", "hurt", str(tmp_path / "hurt"))
+    record("state on disk", f"library torrent {damage} at daemon start", 1,
+           "reported, set aside, its OS folder kept and not served, daemon started; "
+           "remove-os + add-os fixes it", current_test())

@@ -23,7 +23,6 @@ rendered from them by `python -m tests.reliability` (`make reliability` runs the
 and renders it). Inputs are generated from the seed shown: the same seed gives the same
 inputs (`BOOTTORRENT_FUZZ_SEED=<seed> pytest <test>`); `make fuzz` runs more of them with
 a random seed it prints.
-
 """
 
 

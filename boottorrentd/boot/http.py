@@ -270,6 +270,8 @@ class BootServer:
             return _json_error(400, f"the body is not valid JSON: {exc}")
         try:
             client = self.registry.report(mac, payload, ip=request.remote or "")
+        except PermissionError as exc:
+            return _json_error(403, str(exc))
         except ValueError as exc:
             return _json_error(422, str(exc))
         return web.json_response(client.to_dict())

@@ -120,6 +120,9 @@ class Registry:
         self._version = 0
         self._written = 0
         self._pending: set[asyncio.Future] = set()
+        # Who holds each address, as our DHCP leases say: a report must come from the
+        # machine it is about.
+        self._leased: dict[str, str] = {}
 
     # --- queries -------------------------------------------------------------------------
 
@@ -158,6 +161,8 @@ class Registry:
             )
         mac = normalize_mac(mac)
         if action == "del":
+            if self._leased.get(ip) == mac:
+                del self._leased[ip]
             client = self.clients.get(mac)
             if client is not None and client.ip == ip:
                 # A del for an address the machine no longer has must not erase its new one.
@@ -167,6 +172,7 @@ class Registry:
         changes: dict[str, object] = {"last_seen": self._clock()}
         if ip:
             changes["ip"] = ip
+            self._leased[ip] = mac
         if hostname:
             changes["hostname"] = hostname
         if client.stage in ("", Stage.DHCP):
@@ -192,10 +198,16 @@ class Registry:
     def report(self, mac: str, payload: object, *, ip: str = "") -> Client:
         """Apply a progress report from the machine `mac`; its updated Client.
 
-        ValueError (naming the field) if the MAC or the report is invalid; nothing is
-        changed then.
+        ValueError (naming the field) if the MAC or the report is invalid, PermissionError
+        if `ip` is leased to another machine; nothing is changed then.
         """
         mac = normalize_mac(mac)
+        holder = self._leased.get(ip)
+        if holder is not None and holder != mac:
+            # Without a lease of ours for the address (proxyDHCP, a static address) there
+            # is nothing to check against.
+            raise PermissionError(f"a report on {mac} from {ip}, which our DHCP leased to "
+                                  f"{holder}: a machine reports on its own MAC only")
         changes = validate_report(payload)
         changes["last_seen"] = self._clock()
         if ip:

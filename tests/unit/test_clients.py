@@ -421,3 +421,20 @@ def test_bad_entries_in_the_state_file_are_skipped(tmp_path):
     }}))
 
     assert Registry(state).assignments == {MAC: "debian12"}
+
+
+def test_a_machine_reports_on_its_own_mac_only(registry):
+    other = "52:54:00:00:00:99"
+    registry.lease("add", MAC, "10.0.0.20", None)
+    registry.lease("add", other, "10.0.0.21", None)
+
+    with pytest.raises(PermissionError, match="leased to 52:54:00:00:00:99"):
+        registry.report(MAC, {"stage": "failed", "error": "forged"}, ip="10.0.0.21")
+
+    assert registry.clients[MAC].stage == "dhcp" and registry.clients[MAC].error == ""
+    assert registry.report(MAC, {"stage": "phase1"}, ip="10.0.0.20").stage == "phase1"
+    # An address our DHCP did not lease (proxyDHCP, a static one) cannot be checked.
+    assert registry.report(MAC, {"progress": 0.5}, ip="10.9.9.9").progress == 0.5
+    # Once its lease is gone, the address belongs to nobody we know.
+    registry.lease("del", other, "10.0.0.21", None)
+    assert registry.report(MAC, {"progress": 0.6}, ip="10.0.0.21").progress == 0.6

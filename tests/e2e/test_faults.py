@@ -33,15 +33,14 @@ def test_machines_mid_download_boot_through_kill_9_of_each_child_and_of_the_daem
     lab.wait_for(lambda: any(vm.stage == "downloading" for vm in vms), BOOT_TIMEOUT,
                  "a machine to download the OS")
 
+    restarted = {}
     for name in CHILDREN:
         old = child_pids(lab)[name]
         os.kill(old, signal.SIGKILL)
         new = lab.wait_for(lambda n=name, o=old: (child_pids(lab).get(n) or o) != o
                            and child_pids(lab)[n], 60, f"the supervisor to restart {name}")
         assert new != old
-        record("faults during real boots", f"kill -9 of {name} while 2 QEMU machines "
-               "download", 1, "restarted by the supervisor (a new PID, running); every "
-               "machine reached its OS", current_test())
+        restarted[name] = (old, new)
     assert any(vm.stage == "downloading" for vm in vms), \
         "the machines finished before the daemon could be killed mid-download"
 
@@ -56,6 +55,10 @@ def test_machines_mid_download_boot_through_kill_9_of_each_child_and_of_the_daem
     assert outcome.ok, outcome.problems
     seen = lab.view.clients() if lab.view is not None else {}
     assert {vm.mac for vm in vms} <= set(seen), "the registry lost machines"
+    for name, (old, new) in restarted.items():
+        record("faults during real boots", f"kill -9 of {name} while 2 QEMU machines "
+               "download", 1, f"restarted by the supervisor (pid {old} -> {new}, "
+               "running); every machine reached its OS", current_test())
     record("faults during real boots", "the daemon SIGKILLed and restarted while 2 QEMU "
            "machines download", 1, "the session came back by itself; every machine "
            "reached its OS and is in the registry again", current_test())

@@ -33,7 +33,7 @@ from boottorrentd.session import dhcpprobe, network
 from boottorrentd.session.children.dnsmasq import Dnsmasq
 from boottorrentd.session.children.tracker import Tracker
 from boottorrentd.session.seeder import SeedEngine, make_seeder
-from boottorrentd.session.seeding import TorrentStats
+from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec, ChildState, Supervisor
 from boottorrentd.util.fs import read_state, write_atomic
 
@@ -200,8 +200,7 @@ class Session:
         # the child has started) is what marks or clears them before any is served.
         await self.seeder.set_torrents(entries)
         await self.supervisor.start(self.seeder.prepare())
-        self.seeding = await self.seeder.stats()
-        self._judge(self.seeding)
+        await self._judge_now()
         await asyncio.to_thread(self._write_torrents, list(self.library.served.values()))
 
         self.http = BootServer(
@@ -332,7 +331,7 @@ class Session:
             await self.tracker.wait_whitelisted(hashes, timeout=10)
         assert self.seeder is not None
         await self.seeder.set_torrents(self._seeded())
-        self._judge(await self.seeder.stats())
+        await self._judge_now()
         await self._served_changed()
 
     async def stop_seeding(self, name: str) -> None:
@@ -340,11 +339,22 @@ class Session:
         self.unseeded.add(name)
         assert self.seeder is not None
         await self.seeder.set_torrents(self._seeded())
-        self.seeding = await self.seeder.stats()
+        await self._judge_now()
         self.on_change()
 
     def _seeded(self) -> list[OSEntry]:
         return [e for e in self.library.entries.values() if e.name not in self.unseeded]
+
+    async def _judge_now(self) -> None:
+        """Take the engine's verdict on the library now; while the engine does not
+        answer (it restarts), the statistics poll takes it when it is back."""
+        assert self.seeder is not None
+        try:
+            self.seeding = await self.seeder.stats()
+        except SeederUnavailable as e:
+            log.warning("%s; its verdict on the library comes with its next statistics", e)
+            return
+        self._judge(self.seeding)
 
     def _judge(self, stats: list[TorrentStats]) -> bool:
         """Mark the OSes the engine refused or reports broken, clear the ones it seeds;

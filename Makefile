@@ -17,7 +17,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	xvfb at-spi2-core python3-pyatspi \
 	xorriso mmdebstrap
 
-.PHONY: deps apt venv test unit integration demo bench lint clean
+.PHONY: deps apt venv test unit integration demo bench lint clean fuzz reliability
 
 deps: apt venv
 
@@ -41,6 +41,24 @@ test: deps
 	$(VENV)/bin/ruff check .
 	mypy --python-executable $(VENV)/bin/python
 	$(VENV)/bin/python -m pytest tests
+
+# The hostile-input tests again with a random seed (printed: rerun one with
+# BOOTTORRENT_FUZZ_SEED=<seed>) and FUZZ_SCALE times CI's counts.
+FUZZ_SCALE ?= 5
+fuzz: deps
+	seed=$${BOOTTORRENT_FUZZ_SEED:-$$RANDOM$$RANDOM}; echo "fuzz seed: $$seed"; \
+	BOOTTORRENT_FUZZ_SEED=$$seed BOOTTORRENT_FUZZ_SCALE=$(FUZZ_SCALE) \
+		$(VENV)/bin/python -m pytest tests/integration/test_hostile_input.py -v
+
+# RELIABILITY.md from the records the reliability tests write (build/reliability/).
+RELIABILITY_TESTS := tests/integration/test_hostile_input.py \
+	tests/integration/test_state_files.py tests/integration/test_integrity.py \
+	tests/integration/test_least_privilege.py tests/e2e/test_faults.py \
+	"tests/e2e/test_swarm.py::test_a_late_client_boots_from_its_peers_alone_after_the_seed_is_stopped"
+reliability: deps
+	rm -rf build/reliability
+	$(VENV)/bin/python -m pytest $(RELIABILITY_TESTS)
+	$(VENV)/bin/python -m tests.reliability
 
 demo: deps
 	$(VENV)/bin/python -m boottorrentlab.lab

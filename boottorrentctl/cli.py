@@ -196,6 +196,13 @@ async def cmd_unassign(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_stop_seeding(client: Client, args: argparse.Namespace) -> int:
+    await client.call("StopSeeding", "s", [args.os])
+    print(f"The server no longer seeds {args.os} in this session; machines get it from "
+          "each other. A session restart seeds it again.")
+    return 0
+
+
 async def cmd_list_os(client: Client, args: argparse.Namespace) -> int:
     oss = await _os_records(client)
     if args.json:
@@ -210,6 +217,9 @@ async def cmd_list_os(client: Client, args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for o in oss:
+        if o["problem"]:
+            print(o["problem"])
     return 0
 
 
@@ -227,6 +237,8 @@ async def cmd_show_os(client: Client, args: argparse.Namespace) -> int:
     print(f"  folder:   {record['path']}{' (linked)' if record['linked'] else ''}")
     print(f"  torrent:  {record['torrent']}")
     print(f"  infohash: {record['infohash']}")
+    if record["problem"]:
+        print(f"  problem:  {record['problem']}")
     return 0
 
 
@@ -429,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("unassign", help="give a machine the menu again")
     s.add_argument("mac")
 
+    s = sub.add_parser("stop-seeding", help="stop the server's seed of one OS for the rest "
+                       "of the session: machines get it from each other (the tracker and "
+                       "the menu stay)")
+    s.add_argument("os", help="a library OS name")
+
     _add_library_commands(sub)
 
     s = sub.add_parser("build-client", help="build the phase-1 kernel + initrd clients boot "
@@ -451,6 +468,7 @@ COMMANDS = {
     "clients": cmd_clients,
     "assign": cmd_assign,
     "unassign": cmd_unassign,
+    "stop-seeding": cmd_stop_seeding,
     "list-os": cmd_list_os,
     "show-os": cmd_show_os,
     "add-os": cmd_add_os,

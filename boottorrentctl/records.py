@@ -42,6 +42,7 @@ def os_record(props: dict[str, Any]) -> dict[str, Any]:
         "files": props["FileCount"],
         "piece_length": props["PieceLength"],
         "fields": props["Fields"],
+        "problem": props["Problem"],
     }
 
 

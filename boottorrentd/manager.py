@@ -190,6 +190,8 @@ class Manager:
     async def assign(self, mac: str, os_name: str) -> str:
         mac = _mac(mac)
         entry = self.library.get(os_name)
+        if problem := entry.problem:
+            raise InvalidArgument(f"cannot assign {mac} to {os_name}: {problem}")
         if entry.spec.method == "image" and not self.config_in_use.client.allow_disk_writes:
             raise InvalidArgument(
                 f"{os_name} is a disk image that would be written over {mac}'s disk, and "
@@ -199,6 +201,18 @@ class Manager:
         await self.registry.flush()
         log.info("client %s assigned to %s", mac, os_name, extra={"BOOTTORRENT_MAC": mac})
         return mac
+
+    async def stop_seeding(self, os_name: str) -> None:
+        """Stop the server's seed of `os_name` until the session restarts: the machines
+        that hold it serve it to each other (the tracker and the menu stay)."""
+        self.library.get(os_name)
+        if self.session is None:
+            raise InvalidArgument(f"no boot session runs, so nothing seeds {os_name}; "
+                                  "start one with 'boottorrentctl start'")
+        await self.session.stop_seeding(os_name)
+        log.info("stopped seeding %s for the rest of the session", os_name,
+                 extra={"BOOTTORRENT_OS": os_name})
+        self._state_changed()
 
     async def unassign(self, mac: str) -> str:
         mac = _mac(mac)

@@ -53,10 +53,14 @@ SHUTDOWN_TIMEOUT = 2.0
 
 
 class LibraryView(Protocol):
-    """What the server needs of the library (Library fits): the OSes by name, in order."""
+    """What the server needs of the library (Library fits): the OSes by name, in order,
+    and those of them that may be served."""
 
     @property
     def entries(self) -> Mapping[str, OSEntry]: ...
+
+    @property
+    def served(self) -> Mapping[str, OSEntry]: ...
 
 
 class _DebugAccessLogger(AbstractAccessLogger):
@@ -155,7 +159,7 @@ class BootServer:
     # --- handlers ------------------------------------------------------------------------
 
     def _oss(self) -> dict[str, str]:
-        return {name: entry.spec.dispname for name, entry in self.library.entries.items()}
+        return {name: entry.spec.dispname for name, entry in self.library.served.items()}
 
     async def _chain(self, request: web.Request) -> web.Response:
         return web.Response(text=render_chain(self.server_address), content_type=IPXE_TYPE)
@@ -237,6 +241,8 @@ class BootServer:
             raise _reason(web.HTTPNotFound,
                           f"no OS named {name!r} in the library; "
                           "'boottorrentctl list-os' lists them")
+        if entry.problem:
+            raise _reason(web.HTTPNotFound, entry.problem)
         return entry
 
     async def _torrent(self, request: web.Request) -> web.StreamResponse:
@@ -279,6 +285,8 @@ class BootServer:
             return _json_error(400, f"the body is not valid JSON: {exc}")
         try:
             client = self.registry.report(mac, payload, ip=request.remote or "")
+        except PermissionError as exc:
+            return _json_error(403, str(exc))
         except ValueError as exc:
             return _json_error(422, str(exc))
         return web.json_response(client.to_dict())

@@ -143,6 +143,9 @@ OS_PROPERTIES = (
     _os_field("Args", "args"),
     _os_field("Squashfs", "squashfs"),
     _os_field("Image", "image"),
+    # Why the OS is not served (not seeded, offered or assignable), with the fix; "" when
+    # it is.
+    BusProperty("Problem", "s", attrgetter("problem")),
 )
 
 
@@ -247,6 +250,7 @@ class ManagerInterface(ServiceInterface):
         self._last_progress: dict[tuple[str, str], float] = {}
         manager.on_os_added.append(self._export_os)
         manager.on_os_removed.append(self._unexport_os)
+        manager.library.on_problem.append(self._os_problem)
         manager.on_progress.append(self._progress)
         manager.on_state_change.append(self._state_changed)
         manager.on_config_change.append(self._config_changed)
@@ -279,6 +283,12 @@ class ManagerInterface(ServiceInterface):
         iface = OSInterface(entry)
         self._os_objects[entry.name] = iface
         self.bus.export(api.os_path(entry.name), iface)
+
+    def _os_problem(self, entry: OSEntry) -> None:
+        iface = self._os_objects.get(entry.name)
+        if iface is not None:
+            iface.entry = entry
+            iface.emit_properties_changed({"Problem": entry.problem})
 
     def _unexport_os(self, name: str) -> None:
         iface = self._os_objects.pop(name, None)
@@ -363,6 +373,12 @@ class ManagerInterface(ServiceInterface):
     async def UnassignClient(self, mac: "s"):
         await auth.require_manage(self.bus, "UnassignClient")
         await self.manager.unassign(mac)
+
+    @method()
+    @_dbus_errors
+    async def StopSeeding(self, os: "s"):
+        await auth.require_manage(self.bus, "StopSeeding")
+        await self.manager.stop_seeding(os)
 
     @method()
     @_dbus_errors

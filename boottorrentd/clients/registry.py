@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from boottorrentd.library.names import NAME_RE
-from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.fs import read_state, write_atomic
 from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class Registry:
         self._version = 0
         self._written = 0
         self._pending: set[asyncio.Future] = set()
+        # Who holds each address, as our DHCP leases say: a report must come from the
+        # machine it is about.
+        self._leased: dict[str, str] = {}
 
     # --- queries -------------------------------------------------------------------------
 
@@ -170,6 +173,8 @@ class Registry:
             )
         mac = normalize_mac(mac)
         if action == "del":
+            if self._leased.get(ip) == mac:
+                del self._leased[ip]
             client = self.clients.get(mac)
             if client is not None and client.ip == ip:
                 # A del for an address the machine no longer has must not erase its new one.
@@ -179,6 +184,7 @@ class Registry:
         changes: dict[str, object] = {"last_seen": self._clock()}
         if ip:
             changes["ip"] = ip
+            self._leased[ip] = mac
         if hostname:
             changes["hostname"] = hostname
         if client.stage in ("", Stage.DHCP):
@@ -204,10 +210,16 @@ class Registry:
     def report(self, mac: str, payload: object, *, ip: str = "") -> Client:
         """Apply a progress report from the machine `mac`; its updated Client.
 
-        ValueError (naming the field) if the MAC or the report is invalid; nothing is
-        changed then.
+        ValueError (naming the field) if the MAC or the report is invalid, PermissionError
+        if `ip` is leased to another machine; nothing is changed then.
         """
         mac = normalize_mac(mac)
+        holder = self._leased.get(ip)
+        if holder is not None and holder != mac:
+            # Without a lease of ours for the address (proxyDHCP, a static address) there
+            # is nothing to check against.
+            raise PermissionError(f"a report on {mac} from {ip}, which our DHCP leased to "
+                                  f"{holder}: a machine reports on its own MAC only")
         changes = validate_report(payload)
         changes["last_seen"] = self._clock()
         if ip:
@@ -290,25 +302,10 @@ class Registry:
                 _call(on_change, client, changed)
 
     def _load(self) -> tuple[dict[str, str], dict[str, str]]:
-        try:
-            text = self.state_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        data = read_state(self.state_file, _parse_state)
+        if data is None:
             return {}, {}
-        try:
-            data = json.loads(text)
-            raw = data["assignments"]
-            # Files from before imaging have no "imaged".
-            imaged = data.get("imaged", {})
-            if not isinstance(raw, dict) or not isinstance(imaged, dict):
-                raise TypeError("assignments or imaged is not an object")
-        except (ValueError, KeyError, TypeError) as exc:
-            bad = self.state_file.with_name(self.state_file.name + ".bad")
-            # Kept aside rather than overwritten by the next assignment, so that an admin
-            # can still recover it by hand.
-            self.state_file.replace(bad)
-            log.error("%s is unreadable (%s); moved it to %s and started with no assignments",
-                      self.state_file, exc, bad)
-            return {}, {}
+        raw, imaged = data
         return self._mapping(raw, "assignment"), self._mapping(imaged, "image")
 
     def _mapping(self, raw: dict, what: str) -> dict[str, str]:
@@ -357,6 +354,17 @@ class Registry:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.state_file, json.dumps(data, indent=2) + "\n")
             self._written = version
+
+
+def _parse_state(raw: bytes) -> tuple[dict, dict]:
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("assignments"), dict):
+        raise TypeError("it holds no assignments object")
+    # Files from before imaging have no "imaged".
+    imaged = data.get("imaged", {})
+    if not isinstance(imaged, dict):
+        raise TypeError("its imaged entry is not an object")
+    return data["assignments"], imaged
 
 
 def _call(listener: Callable[..., None], *args: object) -> None:

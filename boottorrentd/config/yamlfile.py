@@ -92,10 +92,16 @@ def read_yaml_file(path: Path, missing_hint: str) -> object:
         raise ConfigError(
             source, "", "cannot read it: permission denied; make it readable by the daemon"
         ) from None
+    except NotADirectoryError:
+        raise ConfigError(
+            source, "", "a part of its path is a file, not a folder; give the right path"
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             source, "", f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
         ) from None
+    except OSError as exc:  # a symlink loop, a name too long, a disk error
+        raise ConfigError(source, "", f"cannot read it: {exc.strerror or exc}") from None
     return load_yaml(text, source)
 
 

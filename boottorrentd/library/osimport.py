@@ -94,6 +94,11 @@ def recognise(source: Path) -> Found:
         found = _live_build(names)
         if found is not None:
             return Found("live-build tree", source, *found, squashfs=f"live/{LIVE_SQUASHFS}")
+    if source.resolve() == Path("/").resolve():
+        # Squashing the running system would take in the library itself and every mount.
+        raise InvalidArgument(
+            "--from / would pack this server's own running system; build the OS's root "
+            "in a folder of its own (e.g. `mmdebstrap trixie /srv/roots/lab`) and add that")
     boot = source / "boot"
     if boot.is_dir():
         found = _root_kernel([f"boot/{p.name}" for p in boot.iterdir() if p.is_file()])

@@ -12,18 +12,26 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
 from boottorrentd.library import osimport
+from boottorrentd.library.integrity import quick_check
 from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.payload import scan_payload
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent
-from boottorrentd.util.fs import TMP_PREFIX, copy_file, fsync_dir, write_atomic
+from boottorrentd.util.fs import (
+    CORRUPT_SUFFIX,
+    TMP_PREFIX,
+    copy_file,
+    fsync_dir,
+    read_state,
+    write_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ class OSEntry:
     spec: OSSpec
     torrent_path: Path
     torrent: TorrentInfo
+    # Why it is not served (offered, seeded, assigned), with the fix; "" when it is.
+    problem: str = ""
 
     @property
     def size_bytes(self) -> int:
@@ -51,6 +61,28 @@ class Library:
         self.torrents_dir = state_dir / "torrents"
         self.entries: dict[str, OSEntry] = {}
         self._busy: set[str] = set()
+        # Called with the entry whose problem was found or cleared.
+        self.on_problem: list[Callable[[OSEntry], None]] = []
+
+    @property
+    def served(self) -> dict[str, OSEntry]:
+        """The entries that may be offered, seeded and assigned: those without a problem."""
+        return {name: e for name, e in self.entries.items() if not e.problem}
+
+    def set_problem(self, name: str, problem: str) -> None:
+        """Mark OS `name` not served with `problem` (the reason and the fix), or served
+        again with ""."""
+        entry = self.entries.get(name)
+        if entry is None or entry.problem == problem:
+            return
+        self.entries[name] = entry = replace(entry, problem=problem)
+        if problem:
+            log.error("%s", problem, extra={"BOOTTORRENT_OS": name})
+        else:
+            log.info("OS %s matches its torrent again and is served", name,
+                     extra={"BOOTTORRENT_OS": name})
+        for listener in list(self.on_problem):
+            listener(entry)
 
     def torrent_path(self, name: str) -> Path:
         return self.torrents_dir / f"{name}.torrent"
@@ -70,18 +102,39 @@ class Library:
         self.entries = {}
         for folder in sorted(self.oss_dir.iterdir()):
             name = folder.name
-            if not self.torrent_path(name).exists():
+            torrent = self.torrent_path(name)
+            if not torrent.exists() and not self._set_aside_torrents(name):
                 log.warning("removing %s: it has no torrent (an add was interrupted)", folder)
                 _remove_path(folder)
                 continue
             try:
-                self.entries[name] = self._read_entry(name)
+                # None when corrupt (now set aside) or set aside by an earlier load.
+                info = read_state(torrent, read_torrent)
+            except OSError as e:
+                info, problem = None, f"its torrent cannot be read: {e}"
+            else:
+                problem = "its torrent was corrupt and is set aside"
+            if info is None:
+                # The folder is the admin's data and stays; the set-aside torrent tells the
+                # next load that this is not an interrupted add to clear.
+                log.error("OS %s is not served: %s; remove it with 'boottorrentctl "
+                          "remove-os %s' and add it again", name, problem, name,
+                          extra={"BOOTTORRENT_OS": name})
+                continue
+            try:
+                entry = self._read_entry(name, info)
             except (ConfigError, InvalidArgument, ValueError, OSError) as e:
                 log.error("OS %s is not served: %s; fix it, or remove it with "
                           "'boottorrentctl remove-os %s'", name, e, name,
                           extra={"BOOTTORRENT_OS": name})
+                continue
+            self.entries[name] = entry
+            self.set_problem(name, quick_check(name, entry.path, entry.torrent_path, info))
 
-    def _read_entry(self, name: str) -> OSEntry:
+    def _set_aside_torrents(self, name: str) -> list[Path]:
+        return list(self.torrents_dir.glob(f"{name}.torrent{CORRUPT_SUFFIX}*"))
+
+    def _read_entry(self, name: str, torrent: TorrentInfo) -> OSEntry:
         folder = self.oss_dir / name
         torrent_path = self.torrent_path(name)
         return OSEntry(
@@ -90,7 +143,7 @@ class Library:
             linked=folder.is_symlink(),
             spec=load_os_config(folder, default_dispname=name),
             torrent_path=torrent_path,
-            torrent=read_torrent(torrent_path.read_bytes()),
+            torrent=torrent,
         )
 
     def get(self, name: str) -> OSEntry:
@@ -261,6 +314,8 @@ class Library:
         try:
             # Torrent first: without it the folder is a leftover that load() clears.
             self.torrent_path(name).unlink(missing_ok=True)
+            for aside in self._set_aside_torrents(name):
+                aside.unlink()
             self.entries.pop(name, None)
             await asyncio.to_thread(_remove_path, folder)
         finally:

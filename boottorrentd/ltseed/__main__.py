@@ -61,6 +61,8 @@ def answer(engine: Engine, message: dict) -> bytes:
         return protocol.success()
     if op == protocol.STATS:
         return protocol.success(engine.stats())
+    if op == protocol.HEALTH:
+        return protocol.success({"problem": engine.listen_problem()})
     if op == protocol.REANNOUNCE:
         engine.reannounce()
         return protocol.success()

@@ -10,6 +10,7 @@ resume data here: after a restart every torrent is checked again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import libtorrent as lt  # Debian: python3-libtorrent
@@ -25,6 +26,9 @@ CONNECTIONS_LIMIT = 3 * MACHINES
 PEERS_PER_TORRENT = 2 * MACHINES
 # Connections a whole lab opens at once wait in the kernel's queue, not refused.
 LISTEN_QUEUE = MACHINES
+
+# While another program holds the peer port, how often the engine tries to take it back.
+LISTEN_RETRY_S = 10.0
 
 _CHECKING_STATES = {lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data}
 
@@ -98,6 +102,8 @@ class Engine:
         self._names: dict[str, str] = {}
         # Torrents being checked: resumed (and announced) once complete.
         self._checking: set[str] = set()
+        self._settings = settings
+        self._listen_tried = time.monotonic()
 
     def set_torrents(self, seeds: list[Seed]) -> None:
         """Seed exactly `seeds`: remove the others (their files stay) and check the
@@ -146,6 +152,9 @@ class Engine:
             # Some alerts come whatever the mask; only errors are worth a line.
             if alert.category() & lt.alert.category_t.error_notification:
                 log.warning("%s", alert.message())
+        if (time.monotonic() - self._listen_tried > LISTEN_RETRY_S
+                and self.listen_problem()):
+            self._retry_listen()
         for infohash in sorted(self._checking):
             handle = self._handles[infohash]
             status = handle.status()
@@ -161,6 +170,29 @@ class Engine:
                 log.error("not seeding %s (%s): %s", name, infohash,
                           self._error(handle, status)
                           or f"{self._bad_file(handle)} does not match the torrent")
+
+    def listen_problem(self) -> str:
+        """"" while the engine listens on its peer port, else what is wrong and the fix.
+
+        libtorrent does not fail when the port is taken: it takes a port above it (or
+        one the system picks) and announces that one, so that peers still find the seed
+        through the tracker; but a firewall opened for the configured port blocks it."""
+        host, port = self._settings.host, self._settings.port
+        if self.session.is_listening() and self.session.listen_port() == port:
+            return ""
+        now = "on no port" if not self.session.is_listening() else \
+            f"on port {self.session.listen_port()} instead"
+        return (f"the seed cannot listen on its peer port {host}:{port}, another program "
+                f"holds it (ss -ltnp 'sport = :{port}' names it), and listens {now}; stop "
+                "that program, or set seeder.peer_port to a free port and restart the session")
+
+    def _retry_listen(self) -> None:
+        # Re-applying the same listen_interfaces does not reopen the sockets; clearing it
+        # first does. Connections already open stay open.
+        self._listen_tried = time.monotonic()
+        self.session.apply_settings({"listen_interfaces": ""})
+        self.session.apply_settings(
+            {"listen_interfaces": f"{self._settings.host}:{self._settings.port}"})
 
     def reannounce(self) -> None:
         for infohash, handle in self._handles.items():

@@ -15,12 +15,14 @@ from typing import Any
 
 # Requests. PING answers {"libtorrent": version}; SET_TORRENTS takes {"torrents":
 # [Seed...]} and answers null at once (checks run on; STATS tells how they end); STATS
-# answers [SeedState...]; REANNOUNCE announces every seeding torrent now.
+# answers [SeedState...]; REANNOUNCE announces every seeding torrent now; HEALTH answers
+# {"problem": what is wrong with the engine as a whole, "" when nothing}.
 PING = "ping"
 SET_TORRENTS = "set_torrents"
 STATS = "stats"
 REANNOUNCE = "reannounce"
-OPS = (PING, SET_TORRENTS, STATS, REANNOUNCE)
+HEALTH = "health"
+OPS = (PING, SET_TORRENTS, STATS, REANNOUNCE, HEALTH)
 
 # A stats answer for hundreds of torrents, or a torrent's metainfo (20 bytes a piece,
 # base64), stays far below this.

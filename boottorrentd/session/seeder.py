@@ -50,6 +50,11 @@ class SeedEngine(Protocol):
         """Every seeded torrent now; SeederUnavailable while the engine does not answer."""
         ...
 
+    async def health(self) -> str:
+        """What is wrong with the engine as a whole (its peer port taken), "" when
+        nothing; SeederUnavailable while it does not answer."""
+        ...
+
     def expect_peers(self) -> None:
         """A hint: a machine just fetched a torrent and connects within seconds."""
         ...

@@ -33,15 +33,27 @@ from boottorrentd.session import dhcpprobe, network
 from boottorrentd.session.children.dnsmasq import Dnsmasq
 from boottorrentd.session.children.tracker import Tracker
 from boottorrentd.session.seeder import SeedEngine, make_seeder
-from boottorrentd.session.seeding import TorrentStats
+from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec, ChildState, Supervisor
-from boottorrentd.util.fs import write_atomic
+from boottorrentd.util.fs import read_state, write_atomic
 
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 2.0
 # Created by the Debian package (sysusers.d); the children run as it, not as root.
 SYSTEM_USER = "boottorrent"
+
+
+def _parse_remembered(raw: bytes) -> dict:
+    record = json.loads(raw.decode("utf-8"))
+    if not isinstance(record, dict) or not isinstance(record.get("active"), bool):
+        raise TypeError("'active' is not true or false")
+    if record.get("claim") is not None:
+        try:
+            network.NetworkClaim.from_dict(record["claim"])
+        except BootTorrentError as e:
+            raise ValueError(str(e)) from None
+    return record
 
 
 def children_user(cfg: Config) -> str | None:
@@ -89,6 +101,10 @@ class Session:
         self.http: BootServer | None = None
         self.dnsmasq: Dnsmasq | None = None
         self.seeding: list[TorrentStats] = []
+        # OSes the server stopped seeding (StopSeeding) for the rest of the session.
+        self.unseeded: set[str] = set()
+        # What the seed engine says is wrong with it as a whole (its peer port); "" if fine.
+        self.seed_health = ""
         self.dhcp: dhcpprobe.DhcpDecision | None = None  # decided at start
         self.dhcp_watch = dhcpprobe.Watch()
         self.started_at = 0.0
@@ -100,7 +116,12 @@ class Session:
 
     @property
     def degraded(self) -> bool:
-        return self._running and (self.supervisor.degraded or bool(self.dhcp_watch.present))
+        return self._running and (self.supervisor.degraded or bool(self.dhcp_watch.present)
+                                  or bool(self._seed_problems()))
+
+    def _seed_problems(self) -> list[str]:
+        """What the seed engine reports wrong: its peer port, torrents it refused or broke."""
+        return [p for p in (self.seed_health, *(s.error for s in self.seeding)) if p]
 
     @property
     def reason(self) -> str:
@@ -109,7 +130,8 @@ class Session:
         down = [f"child {c.spec.name}: {c.state}" for c in self.supervisor.children.values()
                 if c.state != ChildState.RUNNING]
         dhcp = self.dhcp.reason if self.dhcp else ""
-        return "; ".join(r for r in (self.dhcp_watch.reason, *down, dhcp) if r)
+        return "; ".join(r for r in (self.dhcp_watch.reason, *down, *self._seed_problems(),
+                                     dhcp) if r)
 
     def children(self) -> list[ChildStatus]:
         return [ChildStatus(c.spec.name, c.state, c.pid, c.uptime, c.restarts)
@@ -122,10 +144,9 @@ class Session:
 
     @staticmethod
     def remembered(state_dir: Path) -> dict:
-        try:
-            return json.loads((state_dir / "session.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        """What session.json says: {"active": bool, "claim": a NetworkClaim dict or None};
+        {} when there is none or it was corrupt (then it is set aside)."""
+        return read_state(state_dir / "session.json", _parse_remembered) or {}
 
     def _remember(self, active: bool) -> None:
         record = {"active": active, "claim": self.claim.to_dict() if self.claim else None}
@@ -173,11 +194,14 @@ class Session:
             spec.started = self._after_tracker_start
             await self.supervisor.start(spec)
 
-        await asyncio.to_thread(self._write_torrents, entries)
         self.seeder = make_seeder(cfg, self.dir / "seeder", self.library.oss_dir,
                                   announce_url=self.tracker.announce_url, user=user)
+        # Every OS goes to the engine, the marked ones too: its full check (done when
+        # the child has started) is what marks or clears them before any is served.
         await self.seeder.set_torrents(entries)
         await self.supervisor.start(self.seeder.prepare())
+        await self._judge_now()
+        await asyncio.to_thread(self._write_torrents, list(self.library.served.values()))
 
         self.http = BootServer(
             host=cfg.boottorrent.host_ip, port=cfg.http.port, cfg=cfg, library=self.library,
@@ -260,7 +284,7 @@ class Session:
             return
         # One at a time, each from the state when it runs: the last write is the newest.
         async with self._grub_lock:
-            oss = {name: entry.spec.dispname for name, entry in self.library.entries.items()}
+            oss = {name: entry.spec.dispname for name, entry in self.library.served.items()}
             ready = await asyncio.to_thread(self.http.phase1_ready)
             text = grub_config(oss, self.registry.assignments, cfg,
                                server=self.http.server_address, phase1_ready=ready,
@@ -306,9 +330,49 @@ class Session:
             self.supervisor.send_signal(self.tracker.child_name, self.tracker.reload_signal)
             # A first announce the tracker refuses is retried only after minutes.
             await self.tracker.wait_whitelisted(hashes, timeout=10)
-        await asyncio.to_thread(self._write_torrents, entries)
         assert self.seeder is not None
-        await self.seeder.set_torrents(entries)
+        await self.seeder.set_torrents(self._seeded())
+        await self._judge_now()
+        await self._served_changed()
+
+    async def stop_seeding(self, name: str) -> None:
+        """Seed every OS but `name` (and those stopped before) until the session ends."""
+        self.unseeded.add(name)
+        assert self.seeder is not None
+        await self.seeder.set_torrents(self._seeded())
+        await self._judge_now()
+        self.on_change()
+
+    def _seeded(self) -> list[OSEntry]:
+        return [e for e in self.library.entries.values() if e.name not in self.unseeded]
+
+    async def _judge_now(self) -> None:
+        """Take the engine's verdict on the library now; while the engine does not
+        answer (it restarts), the statistics poll takes it when it is back."""
+        assert self.seeder is not None
+        try:
+            self.seeding = await self.seeder.stats()
+        except SeederUnavailable as e:
+            log.warning("%s; its verdict on the library comes with its next statistics", e)
+            return
+        self._judge(self.seeding)
+
+    def _judge(self, stats: list[TorrentStats]) -> bool:
+        """Mark the OSes the engine refused or reports broken, clear the ones it seeds;
+        True when that changed what is served."""
+        before = set(self.library.served)
+        by_hash = {s.infohash: s for s in stats}
+        for entry in list(self.library.entries.values()):
+            seed = by_hash.get(entry.torrent.infohash)
+            if seed is not None and seed.error:
+                self.library.set_problem(entry.name, seed.error)
+            elif seed is not None and seed.status == "seeding":
+                self.library.set_problem(entry.name, "")
+        return set(self.library.served) != before
+
+    async def _served_changed(self) -> None:
+        """Offer exactly the served OSes: their torrents and the boot menus."""
+        await asyncio.to_thread(self._write_torrents, list(self.library.served.values()))
         await self.boot_plans_changed()
 
     async def _consume_leases(self) -> None:
@@ -323,11 +387,14 @@ class Session:
                 continue
             try:
                 stats = await self.seeder.stats()
+                health = await self.seeder.health()
             except Exception as e:  # transmission restarting: the supervisor reports it
                 log.debug("no seed statistics: %s", e)
                 continue
-            if stats != self.seeding:
-                self.seeding = stats
+            if stats != self.seeding or health != self.seed_health:
+                self.seeding, self.seed_health = stats, health
+                if self._judge(stats):
+                    await self._served_changed()
                 self.on_change()
 
     async def stop(self, *, forget: bool = True) -> None:
@@ -356,7 +423,8 @@ class Session:
         if self.dnsmasq is not None:
             self.dnsmasq.close()
         self.http = self.dnsmasq = self.seeder = self.tracker = None
-        self.seeding = []
+        self.seeding, self.seed_health = [], ""
+        self.unseeded = set()
         if self.claim is not None:
             try:
                 await asyncio.to_thread(network.release, self.claim)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from boottorrentd.util.fs import read_state, write_atomic
+
 log = logging.getLogger(__name__)
 
 FIRST_DELAY_S = 0.5
@@ -28,6 +30,21 @@ STOP_GRACE_S = 5.0
 READY_TIMEOUT_S = 30.0
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _parse_pids(raw: bytes) -> dict[str, tuple[int, list[str]]]:
+    """children.json: {name: {"pid": int, "argv": [str, ...]}}."""
+    recorded = json.loads(raw.decode("utf-8"))
+    if not isinstance(recorded, dict):
+        raise TypeError("it is not an object")
+    children = {}
+    for name, entry in recorded.items():
+        pid, argv = entry["pid"], entry["argv"]
+        if (not isinstance(pid, int) or pid <= 1 or not isinstance(argv, list)
+                or not all(isinstance(a, str) for a in argv)):
+            raise TypeError(f"child {name!r}: pid or argv is not what it should be")
+        children[name] = (pid, argv)
+    return children
 
 
 class ChildState(StrEnum):
@@ -90,12 +107,8 @@ class Supervisor:
 
     def kill_leftovers(self) -> None:
         """Kill children a previous, killed daemon left behind (by recorded PID)."""
-        try:
-            recorded = json.loads(self.pidfile.read_text())
-        except (FileNotFoundError, ValueError):
-            return
-        for name, entry in recorded.items():
-            pid, argv = entry["pid"], entry["argv"]
+        recorded = read_state(self.pidfile, _parse_pids) or {}
+        for name, (pid, argv) in recorded.items():
             try:
                 program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
             except (FileNotFoundError, ProcessLookupError):
@@ -111,9 +124,7 @@ class Supervisor:
     def _record_pids(self) -> None:
         data = {n: {"pid": c.pid, "argv": c.spec.argv}
                 for n, c in self.children.items() if c.pid}
-        tmp = self.pidfile.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.rename(self.pidfile)
+        write_atomic(self.pidfile, json.dumps(data))
 
     async def start(self, spec: ChildSpec) -> Child:
         """Start a child and wait until it is ready; raise if it is not."""

@@ -401,15 +401,18 @@ def test_bad_assignments_are_refused(registry, mac, os):
     assert registry.assignments == {}
 
 
-def test_an_unreadable_state_file_is_kept_aside(tmp_path, caplog):
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"version": 1, "assign', b"\xff\xfe",
+                                     b'{"version": 1, "assignments": []}'])
+def test_an_unreadable_state_file_is_set_aside(tmp_path, caplog, content):
     state = tmp_path / "clients.json"
-    state.write_text("{not json")
+    state.write_bytes(content)
 
     registry = Registry(state)
 
     assert registry.assignments == {}
-    assert (tmp_path / "clients.json.bad").read_text() == "{not json"
-    assert "unreadable" in caplog.text
+    [aside] = tmp_path.glob("clients.json.corrupt-*")
+    assert aside.read_bytes() == content
+    assert f"{state} is corrupt" in caplog.text
 
 
 def test_bad_entries_in_the_state_file_are_skipped(tmp_path):
@@ -445,3 +448,20 @@ def test_an_imaged_report_must_say_true_or_false(registry):
     with pytest.raises(ValueError, match="imaged: expected true or false"):
         registry.report(MAC, {"stage": "booted", "os": "lab", "imaged": "yes"})
     assert registry.imaged == {}
+
+
+def test_a_machine_reports_on_its_own_mac_only(registry):
+    other = "52:54:00:00:00:99"
+    registry.lease("add", MAC, "10.0.0.20", None)
+    registry.lease("add", other, "10.0.0.21", None)
+
+    with pytest.raises(PermissionError, match="leased to 52:54:00:00:00:99"):
+        registry.report(MAC, {"stage": "failed", "error": "forged"}, ip="10.0.0.21")
+
+    assert registry.clients[MAC].stage == "dhcp" and registry.clients[MAC].error == ""
+    assert registry.report(MAC, {"stage": "phase1"}, ip="10.0.0.20").stage == "phase1"
+    # An address our DHCP did not lease (proxyDHCP, a static one) cannot be checked.
+    assert registry.report(MAC, {"progress": 0.5}, ip="10.9.9.9").progress == 0.5
+    # Once its lease is gone, the address belongs to nobody we know.
+    registry.lease("del", other, "10.0.0.21", None)
+    assert registry.report(MAC, {"progress": 0.6}, ip="10.0.0.21").progress == 0.6

@@ -141,3 +141,9 @@ def test_a_file_that_is_no_iso_is_refused(tmp_path):
 
     with pytest.raises(InvalidArgument, match="not an ISO 9660 image"):
         osimport.recognise(tmp_path / "disk.img")
+
+
+@pytest.mark.parametrize("source", ["/", "//", "/usr/.."])
+def test_the_servers_own_root_is_refused_before_anything_is_packed(source):
+    with pytest.raises(InvalidArgument, match="this server's own running system"):
+        osimport.recognise(Path(source))

@@ -1,6 +1,7 @@
 """What the supervisor's children's states add up to, without starting any process (the
 restarts themselves are in tests/integration/test_supervisor.py)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,20 @@ def test_a_new_child_is_starting_and_shows_no_pid_or_uptime():
     child = Child(ChildSpec("dnsmasq", ["dnsmasq"]))
 
     assert (child.state, child.pid, child.uptime) == ("starting", 0, 0.0)
+
+
+@pytest.mark.parametrize("content", [
+    b"", b'{"dnsmasq": {"pid": 42', b"\xff\x00garbage",
+    json.dumps({"dnsmasq": {"pid": "1", "argv": ["dnsmasq"]}}).encode(),
+    json.dumps({"dnsmasq": {"pid": 1, "argv": ["dnsmasq"]}}).encode(),
+    json.dumps({"dnsmasq": ["dnsmasq"]}).encode(),
+])
+def test_a_damaged_pid_file_is_set_aside_and_nothing_is_killed(tmp_path, caplog, content):
+    pidfile = tmp_path / "children.json"
+    pidfile.write_bytes(content)
+
+    Supervisor(pidfile, lambda: None).kill_leftovers()
+
+    [aside] = tmp_path.glob("children.json.corrupt-*")
+    assert aside.read_bytes() == content
+    assert f"{pidfile} is corrupt" in caplog.text

@@ -234,6 +234,10 @@ class LibtorrentSeeder:
             for s in await self._states()
         ]
 
+    async def health(self) -> str:
+        """The engine's peer port taken by another program, "" when it has it."""
+        return str((await self._request(protocol.HEALTH) or {}).get("problem", ""))
+
     def expect_peers(self) -> None:
         """Nothing to do: libtorrent unchokes an interested peer at once while one of
         seeder.upload_slots is free (transmission waits for its next rechoke)."""

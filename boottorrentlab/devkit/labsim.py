@@ -433,12 +433,14 @@ class LabSim:
                 "down_rate": rates[0], "up_rate": rates[1],
                 "peers": int(status.get("BT_PEERS", 0))}
 
-    async def _boot(self, index: int, ns: Netns, started: float,
-                    result: MachineResult) -> None:
+    async def _boot(self, ns: Netns, started: float, result: MachineResult,
+                    sampler: BusSampler) -> None:
         run = self.workdir / "machines" / ns.name
         os_dir = run / "os"
         await self._dhcp(ns, result)
         result.lease_s = time.monotonic() - started
+        # The sampler reads the first machine with a lease as well: its object exists now.
+        sampler.client_path = sampler.client_path or api.client_path(result.mac)
         await self._get(ns, f"/boot/{result.mac}.ipxe", result)
         if self.config.phase1:
             for name in ("vmlinuz", "initrd.img"):
@@ -502,9 +504,7 @@ class LabSim:
 
         async def boot(i: int, ns: Netns) -> None:
             try:
-                await self._boot(i, ns, started, results[i])
-                if not sampler.client_path:
-                    sampler.client_path = api.client_path(results[i].mac)
+                await self._boot(ns, started, results[i], sampler)
             except Exception as e:
                 results[i].error = f"{type(e).__name__}: {e}"
 

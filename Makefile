@@ -54,11 +54,12 @@ bench: deps
 
 # The lab simulator (boottorrentlab/devkit/labsim.py) at 50, 100 and 200 machines: the
 # figures of README.md's "Scale" section, and N=50 with a second server in swarm.role seed
-# (about 12 minutes; the machine should be idle).
+# (about 11 minutes; the machine should be idle). A run that loses a machine still writes
+# its figures (and exits 1).
 scale: deps
 	for n in 50 100 200; do \
 		$(VENV)/bin/python -m boottorrentlab.devkit.labsim --machines $$n \
-			--json bench/results/scale-n$$n.json || exit 1; \
+			--json bench/results/scale-n$$n.json; \
 	done
 	$(VENV)/bin/python -m boottorrentlab.devkit.labsim --machines 50 --seed-servers 1 \
 		--json bench/results/scale-n50-two-servers.json

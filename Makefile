@@ -17,7 +17,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-yaml python3-systemd \
 	xvfb at-spi2-core python3-pyatspi \
 	xorriso mmdebstrap
 
-.PHONY: deps apt venv test unit integration demo bench lint clean fuzz reliability
+.PHONY: deps apt venv test unit integration demo bench scale lint clean fuzz reliability
 
 deps: apt venv
 
@@ -73,6 +73,18 @@ bench: deps
 		--json bench/results/small-swarms.json
 	$(VENV)/bin/python -m bench.swarm --clients 64 --rate 10mbit --modes boottorrent,multicast \
 		--json bench/results/swarm-n64-10mbit.json
+
+# The lab simulator (boottorrentlab/devkit/labsim.py) at 50, 100 and 200 machines: the
+# figures of README.md's "Scale" section, and N=50 with a second server in swarm.role seed
+# (about 11 minutes; the machine should be idle). A run that loses a machine still writes
+# its figures (and exits 1).
+scale: deps
+	for n in 50 100 200; do \
+		$(VENV)/bin/python -m boottorrentlab.devkit.labsim --machines $$n \
+			--json bench/results/scale-n$$n.json; \
+	done
+	$(VENV)/bin/python -m boottorrentlab.devkit.labsim --machines 50 --seed-servers 1 \
+		--json bench/results/scale-n50-two-servers.json
 
 lint: deps
 	$(VENV)/bin/ruff check .

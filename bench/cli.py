@@ -22,15 +22,16 @@ from typing import Any
 import yaml
 
 from bench import report
-from bench.agent import agent_download_command
 from bench.bounds import Links, kumar_ross_bound
 from bench.daemon import DaemonOptions, Session
 from bench.modes import MODES
-from bench.network import ShapedLan, tbf
+from bench.network import ShapedLan
 from bench.proc import say
 from bench.runner import Runner, RunResult, RunSettings
 from bench.units import human_rate, human_size, parse_rate, parse_size
+from boottorrentlab.devkit.agent import agent_download_command
 from boottorrentlab.devkit.lan import sh
+from boottorrentlab.devkit.shaping import tbf
 
 PROG = "python -m bench.swarm"
 

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench.agent import aria2_complete_time, aria2_first_piece_time, read_status
+from bench.agent import aria2_complete_time, aria2_first_piece_time
 from bench.bounds import kumar_ross_bound, unicast_bound
 from bench.daemon import OS_NAME, PAYLOAD
 from bench.network import Machine
 from bench.proc import kill_group, launch, say
 from bench.runner import Done, Failed, Runner, RunResult
 from bench.sampler import Sampler
+from boottorrentlab.devkit.agent import read_status
 
 MCAST_PORTBASE = 9000
 _BT_DONE_STATES = ("seeding", "verifying", "done")

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from bench.agent import client_runner
 from bench.daemon import OS_NAME, PAYLOAD, Session
 from bench.network import Machine, ShapedLan, iface_counters
 from bench.proc import clean_env, kill_group, launch, say
@@ -27,6 +26,7 @@ from bench.sampler import Sample, Sampler
 from bench.units import human_rate
 from bench.webseed import with_url_list
 from boottorrentd.util.wait import wait_until
+from boottorrentlab.devkit.agent import client_runner
 
 FILESERVER = Path(__file__).resolve().parent / "fileserver.py"
 FILES_PORT = 8081

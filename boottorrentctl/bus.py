@@ -76,14 +76,51 @@ class Client:
     async def subscribe(self, member: str, handler: Callable[[list], None]) -> None:
         rule = (f"type='signal',sender='{api.BUS_NAME}',interface='{api.MANAGER_IFACE}',"
                 f"member='{member}'")
+
+        def on_message(msg: Message) -> None:
+            if msg.member == member and msg.interface == api.MANAGER_IFACE:
+                handler(msg.body)
+
+        await self.add_match(rule, on_message)
+
+    async def add_match(self, rule: str, handler: Callable[[Message], None]) -> None:
+        """Signals that match `rule` (D-Bus match syntax) go to `handler` from now on."""
         await self.bus.call(Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule],
         ))
 
         def on_message(msg: Message) -> None:
-            if (msg.message_type == MessageType.SIGNAL and msg.member == member
-                    and msg.interface == api.MANAGER_IFACE):
-                handler(msg.body)
+            if msg.message_type == MessageType.SIGNAL:
+                handler(msg)
 
         self.bus.add_message_handler(on_message)
+
+    async def follow_clients(self, on_change: Callable[[dict[str, dict[str, Any]]], None]
+                             ) -> dict[str, dict[str, Any]]:
+        """Every Client object's properties by path, kept current by the daemon's signals
+        (InterfacesAdded, PropertiesChanged); `on_change(objects)` after each change."""
+        objects: dict[str, dict[str, Any]] = {}
+
+        def on_signal(msg: Message) -> None:
+            if msg.member == "InterfacesAdded" and api.CLIENT_IFACE in msg.body[1]:
+                objects[msg.body[0]] = unwrap(msg.body[1][api.CLIENT_IFACE])
+            elif (msg.member == "PropertiesChanged" and msg.body[0] == api.CLIENT_IFACE
+                  and msg.path in objects):
+                objects[msg.path].update(unwrap(msg.body[1]))
+            else:
+                return
+            on_change(objects)
+
+        await self.add_match(f"type='signal',sender='{api.BUS_NAME}',"
+                             "interface='org.freedesktop.DBus.ObjectManager',"
+                             "member='InterfacesAdded'", on_signal)
+        await self.add_match(f"type='signal',sender='{api.BUS_NAME}',"
+                             "interface='org.freedesktop.DBus.Properties',"
+                             f"member='PropertiesChanged',arg0='{api.CLIENT_IFACE}'", on_signal)
+        # Subscribed first: a signal the snapshot's reply overtakes was sent before it, so
+        # the snapshot is as new or newer.
+        for path, ifaces in (await self.managed_objects()).items():
+            if api.CLIENT_IFACE in ifaces:
+                objects[path] = ifaces[api.CLIENT_IFACE]
+        return objects

@@ -164,6 +164,37 @@ def _print_clients(console: "Console", clients: list[dict[str, Any]]) -> None:
             console.print(f"{c['mac']}  error: {c['error']}", highlight=False, markup=False)
 
 
+def _stage_summary(clients: list[dict[str, Any]]) -> str:
+    """One line over many rows: how many machines at each stage, and the total rates."""
+    stages: dict[str, int] = {}
+    for c in clients:
+        stages[c["stage"] or "seen"] = stages.get(c["stage"] or "seen", 0) + 1
+    counts = ", ".join(f"{n} {stage}" for stage, n in sorted(stages.items()))
+    down = sum(c["down_rate"] for c in clients)
+    up = sum(c["up_rate"] for c in clients)
+    return (f"{len(clients)} clients: {counts}; down {human_size(down)}/s, "
+            f"up {human_size(up)}/s")
+
+
+def _draw_watch(console: "Console", clients: list[dict[str, Any]]) -> None:
+    """The summary and as many rows as the terminal holds, failed machines first."""
+    console.clear()  # on a terminal; a pipe gets one table after the other
+    if not console.is_terminal:
+        console.print()
+    if not clients:
+        _print_clients(console, clients)
+        return
+    console.print(_stage_summary(clients), highlight=False)
+    rows = sorted(clients, key=lambda c: (c["stage"] != "failed", c["mac"]))
+    # The summary, the table's header, a line for what does not fit, the cursor's line.
+    room = max(1, console.height - 4) if console.is_terminal else len(rows)
+    shown = rows[:room] if len(rows) > room else rows
+    _print_clients(console, shown)
+    if len(shown) < len(rows):
+        console.print(f"... and {len(rows) - len(shown)} more (a taller terminal shows "
+                      "them; 'boottorrentctl clients --json' lists all)", highlight=False)
+
+
 async def cmd_clients(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(await _clients(client))
@@ -175,12 +206,13 @@ async def cmd_clients(client: Client, args: argparse.Namespace) -> int:
     if not args.watch:
         _print_clients(console, await _clients(client))
         return 0
+    # The table follows the daemon's signals; it is drawn again at most every --interval.
+    changed = asyncio.Event()
+    objects = await client.follow_clients(lambda _: changed.set())
     while True:
-        clients = await _clients(client)
-        console.clear()  # on a terminal; a pipe gets one table after the other
-        if not console.is_terminal:
-            console.print()
-        _print_clients(console, clients)
+        changed.clear()
+        _draw_watch(console, [client_record(props) for props in objects.values()])
+        await changed.wait()
         await asyncio.sleep(args.interval)
 
 
@@ -431,8 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("clients", help="list the machines that boot (MAC, IP, OS, stage, %%)")
     s.add_argument("--json", action="store_true", help="print a JSON list")
-    s.add_argument("--watch", action="store_true", help="redraw the table until Ctrl-C")
-    s.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
+    s.add_argument("--watch", action="store_true",
+                   help="follow the machines until Ctrl-C: a summary line and the rows "
+                   "that fit the terminal, failed machines first")
+    s.add_argument("--interval", type=float, default=1.0,
+                   help="redraw at most this often, in seconds")
 
     s = sub.add_parser("assign", help="make a machine boot one OS directly, without the menu")
     s.add_argument("mac", help="the machine's MAC address, e.g. 52:54:00:12:34:56")

@@ -28,6 +28,7 @@ from boottorrentd.bus.backend import (
     method,
     signal,
 )
+from boottorrentd.bus.coalesce import Coalescer
 from boottorrentd.clients.registry import Client
 from boottorrentd.errors import BootTorrentError, InvalidArgument
 from boottorrentd.library.store import OSEntry
@@ -258,6 +259,8 @@ class ManagerInterface(ServiceInterface):
         for entry in manager.library.entries.values():
             self._export_os(entry)
         self._client_objects: dict[str, ClientInterface] = {}
+        # Progress of many machines is merged into a bounded signal rate (coalesce.py).
+        self._client_signals = Coalescer(self._emit_client)
         manager.registry.on_new.append(self._export_client)
         manager.registry.on_change.append(self._client_changed)
         for client in manager.registry.clients.values():
@@ -269,7 +272,12 @@ class ManagerInterface(ServiceInterface):
         self.bus.export(api.client_path(client.mac), iface)
 
     def _client_changed(self, client: Client, fields: set[str]) -> None:
-        iface = self._client_objects.get(client.mac)
+        # A new stage or error goes out at once: listeners follow a machine's stages.
+        self._client_signals.changed(client.mac, fields,
+                                     now=bool(fields & {"stage", "error"}))
+
+    def _emit_client(self, mac: object, fields: set[str]) -> None:
+        iface = self._client_objects.get(str(mac))
         if iface is not None:
             iface.changed(fields)
 

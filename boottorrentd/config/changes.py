@@ -74,6 +74,8 @@ APPLY: dict[str, Apply] = {
     "client.allow_disk_writes": L,
     "children.user": R,
     "swarm.peer_exchange": R,  # the seed engine's command line
+    "swarm.role": R,  # which children the session starts
+    "swarm.other_trackers": R,  # the served torrents and the seed's
     "library.piece_length": L,  # read by add-os, not by the session
 }
 

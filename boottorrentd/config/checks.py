@@ -111,6 +111,14 @@ def refuse_dht(value: bool) -> str | None:
     return None
 
 
+def check_tracker_urls(value: tuple[str, ...]) -> str | None:
+    for url in value:
+        if not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?/\S*", url):
+            return (f"{url!r} is not a tracker's announce URL; write it as "
+                    "http://HOST:PORT/announce, the other server's host_ip and tracker port")
+    return None
+
+
 def check_piece_length(value: int | str) -> str | None:
     # The type check let through only "auto" or a whole number of at least 16 KiB.
     if isinstance(value, int) and value & (value - 1):

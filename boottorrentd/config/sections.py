@@ -18,6 +18,7 @@ from boottorrentd.config.checks import (
     check_os_names,
     check_piece_length,
     check_single_line,
+    check_tracker_urls,
     check_transmission_settings,
     check_user,
     check_version,
@@ -339,6 +340,25 @@ class SwarmSection:
         "Peer exchange (PEX) in the boot swarm, in the server's seeder and in the clients: "
         "peers tell each other about further peers. A seed file's "
         "aria2.enable_peer_exchange is read as this key.",
+    )
+    role: str = key(
+        "full",
+        "What this server does in the boot swarm. full: DHCP, TFTP, the boot HTTP server, "
+        "the tracker and the seed. seed: only the tracker and the seed, beside a full "
+        "server that boots the machines (several servers, one swarm): it needs the same "
+        "OSes in its library (same files give the same torrents) and the full server's "
+        "tracker in swarm.other_trackers.",
+        choices=("full", "seed"),
+    )
+    other_trackers: tuple[str, ...] = key(
+        (),
+        "The announce URLs of the other boot servers' trackers on this LAN, e.g. "
+        "http://10.0.0.2:10001/announce. The torrents this server hands out list them after "
+        "its own tracker (BEP 12 announce-list: a client moves on to the next one when a "
+        "tracker stops answering), and its seed announces to every one, so that machines "
+        "find the seeds of all servers.",
+        check=check_tracker_urls,
+        example=["http://10.0.0.2:10001/announce"],
     )
 
 

@@ -65,6 +65,10 @@ def session_settings(s: Settings) -> dict[str, object]:
         "upload_rate_limit": s.upload_limit_kbps * 1000,
         "connections_limit": CONNECTIONS_LIMIT,
         "announce_to_all_tiers": True,
+        # Every boot server's tracker (swarm.other_trackers, a tier each): machines announce
+        # to the first that answers, so the seed must be in all of them. With the tiers
+        # alone, libtorrent 2.0 announced to the first tier only.
+        "announce_to_all_trackers": True,
         "alert_mask": lt.alert.category_t.error_notification,
     }
 

@@ -202,6 +202,9 @@ class Session:
         await self.supervisor.start(self.seeder.prepare())
         await self._judge_now()
         await asyncio.to_thread(self._write_torrents, list(self.library.served.values()))
+        if cfg.swarm.role == "seed":
+            # A seed server boots nobody: a full server's DHCP and boot files do that.
+            return
 
         self.http = BootServer(
             host=cfg.boottorrent.host_ip, port=cfg.http.port, cfg=cfg, library=self.library,
@@ -228,7 +231,8 @@ class Session:
     def _probes(self) -> bool:
         """Whether this session looks for other DHCP servers: only where it may serve full
         DHCP (proxyDHCP is made to run beside one)."""
-        return self.config.dnsmasq.enable_dhcp and self.config.dhcp.mode != "proxy"
+        cfg = self.config
+        return cfg.swarm.role == "full" and cfg.dnsmasq.enable_dhcp and cfg.dhcp.mode != "proxy"
 
     async def _probe(self, probe_mac: bytes) -> list[IPv4Address]:
         """The other DHCP servers that answer a DISCOVER on the boot interface now."""
@@ -308,7 +312,8 @@ class Session:
             await self.seeder.reannounce()
 
     def _write_torrents(self, entries: list[OSEntry]) -> None:
-        """The torrents clients fetch: the library's, with this session's announce URL."""
+        """The torrents clients fetch: the library's, with this session's announce URL and
+        then the other servers' trackers (a tier each: the next when one stops answering)."""
         folder = self.dir / "torrents"
         wanted = {f"{e.name}.torrent" for e in entries}
         for stale in folder.glob("*.torrent"):
@@ -317,8 +322,9 @@ class Session:
         url = self.tracker.announce_url if self.tracker else None
         for entry in entries:
             data = entry.torrent_path.read_bytes()
+            urls = [*([url] if url else []), *self.config.swarm.other_trackers]
             write_atomic(folder / f"{entry.name}.torrent",
-                         with_announce(data, [url]) if url else data)
+                         with_announce(data, urls) if urls else data)
 
     async def library_changed(self) -> None:
         """Seed exactly the library, without a restart."""

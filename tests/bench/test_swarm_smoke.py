@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.agent import agent_download_command
 from bench.bounds import Links, kumar_ross_bound, unicast_bound
 from bench.units import parse_rate, parse_size
 from bench.webseed import with_url_list
+from boottorrentlab.devkit.agent import agent_download_command
 
 pytestmark = pytest.mark.bench_smoke
 

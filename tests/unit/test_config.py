@@ -430,6 +430,13 @@ BAD = [
     ("yaml-syntax", "boottorrent:\n  version: 0\n  timeout: [30\n", "line 4", "fix the syntax"),
     ("yaml-tab", "boottorrent:\n\tversion: 0\n", "line 2", "not tabs"),
     (
+        "other-tracker-not-a-url",
+        MINIMAL + "swarm:\n  other_trackers: [10.0.0.2:6969]\n",
+        "swarm.other_trackers",
+        "http://HOST:PORT/announce",
+    ),
+    ("unknown-role", MINIMAL + "swarm:\n  role: mirror\n", "swarm.role", "seed"),
+    (
         "duplicate-section",
         MINIMAL + "dnsmasq: {}\ndnsmasq: {}\n",
         "line 4",

@@ -206,7 +206,9 @@ class LibtorrentSeeder:
         for entry in entries:
             metainfo = entry.torrent_path.read_bytes()
             if self.announce_url:
-                metainfo = with_announce(metainfo, [self.announce_url])
+                # Every server's tracker: the seed announces to all of them (all tiers).
+                metainfo = with_announce(metainfo, [self.announce_url,
+                                                    *self.cfg.swarm.other_trackers])
             seeds.append(protocol.Seed.of(entry.torrent.infohash, entry.name, metainfo,
                                           str(self.download_dir)))
         return seeds

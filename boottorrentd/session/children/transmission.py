@@ -418,7 +418,9 @@ class TransmissionSeeder:
     async def _add(self, entry: OSEntry) -> None:
         metainfo = await asyncio.to_thread(entry.torrent_path.read_bytes)
         if self.announce_url:
-            metainfo = with_announce(metainfo, [self.announce_url])
+            # Every server's tracker: the seed announces to all of them (all tiers).
+            metainfo = with_announce(metainfo, [self.announce_url,
+                                                *self.cfg.swarm.other_trackers])
         await self._rpc(lambda c: c.add_torrent(
             metainfo, download_dir=str(self.download_dir), paused=True))
         self._refused.pop(entry.torrent.infohash, None)

@@ -15,7 +15,7 @@ from pathlib import Path
 AGENT_DIR = Path(str(resources.files("boottorrentd.phase1").joinpath("agent")))
 
 # Variables the agent's command line may use: what this runner defines, and boot.env's.
-_RUNNER_VARS = {"RUN", "OS_DIR", "STALL"}
+_RUNNER_VARS = {"RUN", "OS_DIR", "STALL", "seed_time", "from_disk"}
 
 
 def _continued(lines: list[str], i: int) -> str:
@@ -68,6 +68,9 @@ curl -sSf -m 30 --noproxy '*' -o "$RUN/boot.env" "http://$SERVER/os/$OS/boot.env
 [ -n "$EXTRA" ] && BT_ARIA2_OPTS="$BT_ARIA2_OPTS $EXTRA"
 # Experiments only (--web-seed): another torrent of the same OS (same infohash).
 [ -n "$TORRENT" ] && BT_TORRENT_URL=$TORRENT
+# A client on a host runs no VM and writes no disk: it seeds for seed_time, from memory.
+seed_time=$BT_SEED_TIME
+from_disk=
 # The agent's own command line, from boottorrentd/phase1/agent/init:
 {command}
 """)

@@ -43,7 +43,7 @@ dnsmasq:
   dhcp_range: 10.213.0.50,10.213.0.150,12h
 """
 SYSTEM_USER = "boottorrent"
-MAX_EXPOSURE = 3.0
+MAX_EXPOSURE = 2.6
 
 
 def step(text: str) -> float:
@@ -494,6 +494,25 @@ def _reload_in_place(box: Container, pids: dict[str, int]) -> None:
     _write_config(box, CONFIG)
     box.sh(f"systemctl reload {UNIT} && rm -r /var/lib/boottorrent/phase1")
     assert _status(box)["reason"] == ""
+    done(start)
+
+
+def test_add_os_names_the_fix_for_a_folder_the_sandbox_cannot_read(system: Container) -> None:
+    """Without CAP_DAC_OVERRIDE and with home folders hidden, add-os refuses what it
+    cannot read, and says what to do."""
+    box = system
+    start = step("add-os of a folder only its owner (nobody) may read, and of one in /root")
+    box.sh("mkdir -p /srv/private /root/tiny && cp /srv/tiny/* /srv/private/ && "
+           "cp /srv/tiny/* /root/tiny/ && chown -R nobody /srv/private && "
+           "chmod 700 /srv/private")
+    kexec = "--method kexec --kernel vmlinuz --initrd initrd.img"
+    for name, folder, fix in (("private", "/srv/private", "chmod -R a+rX /srv/private"),
+                              ("home", "/root/tiny", "copy the OS to a folder under /srv")):
+        refused = box.run(f"boottorrentctl add-os {name} {folder} {kexec}")
+        log(f"add-os {folder}: exit {refused.returncode}: {refused.stderr.strip()}")
+        assert refused.returncode == 1 and fix in refused.stderr, refused.stderr
+    assert not re.search(r"^(private|home)\s", box.sh("boottorrentctl list-os"), re.M)
+    box.sh("rm -r /srv/private /root/tiny")
     done(start)
 
 

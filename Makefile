@@ -54,7 +54,9 @@ fuzz: deps
 RELIABILITY_TESTS := tests/integration/test_hostile_input.py \
 	tests/integration/test_state_files.py tests/integration/test_integrity.py \
 	tests/integration/test_least_privilege.py tests/e2e/test_faults.py \
-	"tests/e2e/test_swarm.py::test_a_late_client_boots_from_its_peers_alone_after_the_seed_is_stopped"
+	"tests/e2e/test_swarm.py::test_a_late_client_boots_from_its_peers_alone_after_the_seed_is_stopped" \
+	tests/packaging/test_deb.py::test_make_deb_builds_the_package \
+	tests/packaging/test_deb.py::test_polkit_grants_the_manage_action_to_an_authorised_group
 reliability: deps
 	rm -rf build/reliability
 	$(VENV)/bin/python -m pytest $(RELIABILITY_TESTS)

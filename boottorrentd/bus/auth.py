@@ -50,22 +50,19 @@ async def require_manage(bus: MessageBus, what: str) -> None:
     )
     if uid == 0:
         return
-    (has_polkit,) = await _bus_call(
-        bus, **dbus, member="NameHasOwner", signature="s", body=["org.freedesktop.PolicyKit1"]
-    )
-    if has_polkit:
-        subject = ("system-bus-name", {"name": Variant("s", sender)})
-        (result,) = await _bus_call(
-            bus,
-            destination="org.freedesktop.PolicyKit1",
-            path="/org/freedesktop/PolicyKit1/Authority",
-            interface="org.freedesktop.PolicyKit1.Authority",
-            member="CheckAuthorization",
-            signature="(sa{sv})sa{ss}us",
-            body=[subject, api.POLKIT_ACTION_MANAGE, {}, _POLKIT_ALLOW_INTERACTION, ""],
-        )
-        if result[0]:
-            return
+    # Called, not first looked for with NameHasOwner: polkitd is bus-activated and may
+    # not run yet. Without polkit the call fails (ServiceUnknown) and only root may.
+    subject = ("system-bus-name", {"name": Variant("s", sender)})
+    reply = await bus.call(Message(
+        destination="org.freedesktop.PolicyKit1",
+        path="/org/freedesktop/PolicyKit1/Authority",
+        interface="org.freedesktop.PolicyKit1.Authority",
+        member="CheckAuthorization",
+        signature="(sa{sv})sa{ss}us",
+        body=[subject, api.POLKIT_ACTION_MANAGE, {}, _POLKIT_ALLOW_INTERACTION, ""],
+    ))
+    if reply.message_type != MessageType.ERROR and reply.body[0][0]:
+        return
     raise AccessDenied(
         f"{what} needs root or the polkit action {api.POLKIT_ACTION_MANAGE} (uid {uid} has "
         "neither): run it with sudo, or ask an administrator to grant that action"

@@ -326,8 +326,10 @@ class ChildrenSection:
         None,
         "The user the daemon's children (dnsmasq, the tracker, the seeder) run as; it "
         "must be able to read the OS library. null: the package's system user "
-        "boottorrent, or the daemon's own user where that does not exist. A seed file's "
-        "dnsmasq.user is read as this key.",
+        "boottorrent, or the daemon's own user where that does not exist. Under the "
+        "packaged unit the daemon must be in this user's group (SupplementaryGroups=; "
+        "the unit names boottorrent's) to share the seed engine's folder with it. A "
+        "seed file's dnsmasq.user is read as this key.",
         example="nobody",
         check=check_user,
     )

@@ -191,6 +191,8 @@ class Library:
                     self._add_blocking, name, source, link, config_values, progress,
                     piece_length,
                 )
+        except PermissionError as e:
+            raise _unreadable(source, e) from None
         finally:
             self._busy.discard(name)
         self.entries[name] = entry
@@ -322,10 +324,32 @@ class Library:
             self._busy.discard(name)
 
 
+# What the hardened unit hides from the daemon (PrivateTmp=, ProtectHome=yes).
+HIDDEN = ("/tmp/", "/var/tmp/", "/home/", "/root/", "/run/user/")
+
+
+def _hidden_hint(source: Path) -> str:
+    if not str(source).startswith(HIDDEN):
+        return ""
+    return ("; under systemd the daemon has a private /tmp and /var/tmp and does not see "
+            "/home, /root or /run/user: copy the OS to a folder under /srv and add that")
+
+
+def _unreadable(source: Path, error: PermissionError) -> InvalidArgument:
+    # The daemon is root but, in its unit, without CAP_DAC_OVERRIDE: a file or folder
+    # that only another user may read is as closed to it as to anyone.
+    hint = _hidden_hint(source)
+    if hint:
+        return InvalidArgument(f"the daemon cannot read {source}{hint}")
+    return InvalidArgument(
+        f"the daemon cannot read {error.filename or source}: only its owner may; make the "
+        f"OS folder readable ('chmod -R a+rX {source}'), or copy it as root to a folder "
+        "under /srv and add that")
+
+
 def _check_source(source: Path, link: bool, config_values: dict[str, str] | None) -> None:
     if not source.is_dir():
-        hint = ("; under systemd the daemon has a private /tmp and /var/tmp: put the OS "
-                "elsewhere" if str(source).startswith(("/tmp/", "/var/tmp/")) else "")
+        hint = _hidden_hint(source)
         raise InvalidArgument(f"source folder {str(source)!r} does not exist or is not a "
                               f"folder; give the folder that holds the OS's files{hint}")
     if link and config_values:

@@ -98,8 +98,9 @@ async def run(control: Path, settings: Settings) -> None:
     server = await asyncio.start_unix_server(
         lambda r, w: serve_client(engine, r, w), path=control,
         limit=protocol.MAX_LINE_BYTES)
-    # Only the daemon (root) and this user may talk to the engine.
-    os.chmod(control, 0o600)
+    # Only this user and its group may talk to the engine: the daemon is in the group
+    # (it has no CAP_DAC_OVERRIDE), and the folder is the daemon's and the group's alone.
+    os.chmod(control, 0o660)
     log.info("seeding on %s:%d, control socket %s", settings.host, settings.port, control)
     try:
         while not stop.is_set():

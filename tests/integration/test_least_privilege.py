@@ -3,6 +3,7 @@ refused to a caller that is neither root nor granted the polkit action, with the
 AccessDenied, and changes nothing."""
 
 import json
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,22 @@ def test_every_changing_method_is_refused_to_an_unprivileged_caller_by_name(
            "user (nobody) on the bus", len(changing),
            f"all {len(changing)} refused with org.freedesktop.DBus.Error.AccessDenied naming "
            "the polkit action; nothing changed", current_test())
+
+
+# What the hardened unit leaves out of the daemon's bounding set (and more of its kind).
+UNIT_LACKS = "-chown,-dac_override,-dac_read_search,-fowner,-fsetid"
+SEED_AS_USER = ("tests/integration/test_seeding.py::"
+                "test_the_seed_runs_as_the_given_user_and_seeds_what_that_user_can_read")
+
+
+def test_both_seed_engines_run_as_the_user_for_a_daemon_without_chown_or_dac_override():
+    """The seed test that runs the engines as nobody, again in a root process that has,
+    like the unit's daemon, neither CAP_CHOWN nor CAP_DAC_OVERRIDE but the user's group
+    (SupplementaryGroups=): the engines' folders are shared through the group."""
+    group = pwd.getpwnam("nobody").pw_gid
+    proc = subprocess.run(
+        ["setpriv", f"--groups={group}", f"--bounding-set={UNIT_LACKS}", "--",
+         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SEED_AS_USER],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-3000:]

@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import os
-import pwd
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,7 +30,7 @@ from boottorrentd.ltseed import protocol
 from boottorrentd.session import seeding
 from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
-from boottorrentd.util.privdrop import setpriv_prefix
+from boottorrentd.util.privdrop import setpriv_prefix, shared_folder
 from boottorrentd.util.wait import poll_until
 
 log = logging.getLogger(__name__)
@@ -79,21 +77,17 @@ class LibtorrentSeeder:
     # --- the child ------------------------------------------------------------------------
 
     def prepare(self) -> ChildSpec:
-        """Make the runtime folder (the engine's user owns it: it creates its socket
+        """Make the runtime folder (shared with the engine's user: it creates its socket
         there) and return the child to run. Blocking (small file operations)."""
         if importlib.util.find_spec("libtorrent") is None:
             raise FileNotFoundError(
                 "seeder.engine is libtorrent, but python3-libtorrent is not installed; "
                 "install it with 'apt install python3-libtorrent', or set "
                 "seeder.engine: transmission")
-        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.runtime_dir.chmod(0o700)
+        shared_folder(self.runtime_dir, self.user)
         self.control_path.unlink(missing_ok=True)
         self._drop_connection()
         self._ready = False
-        if self.user:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
         return ChildSpec(CHILD, [*setpriv_prefix(self.user), *self.command()],
                          ready=self.wait_ready, started=self.restore)
 

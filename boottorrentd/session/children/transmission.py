@@ -48,7 +48,6 @@ import hashlib
 import json
 import logging
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -71,7 +70,7 @@ from boottorrentd.library.torrent import with_announce
 from boottorrentd.session import seeding
 from boottorrentd.session.seeding import SeederUnavailable, TorrentStats
 from boottorrentd.session.supervisor import ChildSpec
-from boottorrentd.util.privdrop import setpriv_prefix
+from boottorrentd.util.privdrop import setpriv_prefix, shared_folder
 from boottorrentd.util.programs import program_path
 from boottorrentd.util.wait import poll_until
 
@@ -239,7 +238,9 @@ class TransmissionSeeder:
             "blocklist-enabled": False,
             # Never create or grow files in the library.
             "preallocation": 0,
-            "umask": 0o022,
+            # Group-writable: what it writes in its folder (resume, torrents), the daemon
+            # removes as a member of the group, without CAP_DAC_OVERRIDE.
+            "umask": 0o002,
             # 2: info, which has checks and tracker errors, without debug chatter.
             "message-level": 2,
             # Last, so they win; the config refuses the keys the seeder needs as above.
@@ -261,8 +262,7 @@ class TransmissionSeeder:
                 "install it with 'apt install transmission-daemon' (and stop the service "
                 "that package starts: 'systemctl disable --now transmission-daemon'), or set "
                 "\"seeder.engine: libtorrent\"")
-        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.runtime_dir.chmod(0o700)
+        group = shared_folder(self.runtime_dir, self.user)
         for leftover in ("torrents", "resume"):
             shutil.rmtree(self.runtime_dir / leftover, ignore_errors=True)
         self.rpc_port = _free_port(RPC_HOST)
@@ -270,9 +270,11 @@ class TransmissionSeeder:
         self._rpc_password = secrets.token_urlsafe(24)
         self._client = None
         tmp = self.settings_path.with_name(".settings.json.tmp")
-        # 0600: the password is in clear text until transmission hashes it.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # 0640 and the user's group: the password is in clear text until transmission
+        # hashes it.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         with os.fdopen(fd, "w") as f:
+            os.fchown(fd, -1, group)
             json.dump(self._render_settings(), f, indent=2, sort_keys=True)
             f.write("\n")
         tmp.replace(self.settings_path)
@@ -281,9 +283,6 @@ class TransmissionSeeder:
                 # Torrents it loads at start stay stopped until `started` checked them.
                 "--paused"]
         if self.user:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.runtime_dir, entry.pw_uid, entry.pw_gid)
-            os.chown(self.settings_path, entry.pw_uid, entry.pw_gid)
             argv = [*setpriv_prefix(self.user), *argv]
         return ChildSpec(seeding.CHILD["transmission"], argv, ready=self.wait_ready,
                          started=self.restore)

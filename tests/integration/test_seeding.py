@@ -380,7 +380,8 @@ def test_settings_bind_rpc_to_localhost_on_a_random_port_with_auth_and_peers_to_
     assert one["seed-queue-enabled"] is False and one["download-queue-enabled"] is False
     assert one["encryption"] == 1
     assert one["download-dir"] == str(tmp_path / "oss")
-    assert (tmp_path / "t0" / "settings.json").stat().st_mode & 0o077 == 0
+    # The clear-text password: the daemon and the child's group may read it, nobody else.
+    assert (tmp_path / "t0" / "settings.json").stat().st_mode & 0o037 == 0
 
 
 def test_transmission_hashes_its_rpc_password_when_it_starts(site: Site) -> None:

@@ -44,8 +44,10 @@ def walk(node: Node) -> Iterator[Node]:
     yield node
     try:
         children = list(node)
-    except GLib.Error:
-        return  # gone while we looked (a tile the wall just dropped)
+    except (GLib.Error, ValueError):
+        # Gone while we looked (a tile the wall just dropped): AT-SPI says so with an
+        # error, or with a child count of -1, which list() refuses with ValueError.
+        return
     for child in children:
         try:
             if child is None or not visible(child):

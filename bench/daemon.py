@@ -187,10 +187,6 @@ class Session:
         if self.daemon is not None and self.daemon.process is not None:
             with contextlib.suppress(Exception):
                 self.ctl("stop", timeout=60)
-            try:
-                self.daemon.stop()
-            except Exception:
-                with contextlib.suppress(Exception):
-                    self.daemon.kill()
+            self.daemon.stop_or_kill()
         self.daemon = None
         self.bus.stop()

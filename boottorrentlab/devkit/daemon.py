@@ -77,6 +77,14 @@ class DaemonProcess:
         self.process = None
         return code, self.log()
 
+    def stop_or_kill(self) -> None:
+        """SIGTERM, and SIGKILL when it does not end well: a harness tearing down."""
+        try:
+            self.stop()
+        except Exception:
+            if self.process is not None:
+                self.kill()
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.kill()

@@ -391,11 +391,7 @@ class SimServer:
             with contextlib.suppress(Exception):
                 self.seed_uploaded = int(self.seed_status().get("uploaded_bytes", 0))
                 self.ctl("stop", timeout=60)
-            try:
-                self.daemon.stop()
-            except Exception:
-                with contextlib.suppress(Exception):
-                    self.daemon.kill()
+            self.daemon.stop_or_kill()
         self.bus.stop()
 
 

@@ -20,8 +20,8 @@ def compression(config: Mapping[str, str]) -> str:
     """The best compressor this kernel (its CONFIG_ options) unpacks and this host has.
 
     xz first: every machine fetches the initrd over HTTP before BitTorrent starts, and xz
-    packs it 13% smaller than zstd -19 (12.1 against 14.0 MB); the kernel unpacks it in
-    under a second more (README, Scale)."""
+    packs it 14% smaller than zstd -19 (11.5 against 13.3 MB), which keeps phase-1 under
+    20 MB; the kernel takes longer to unpack it (3-5 s more under QEMU TCG: README, Scale)."""
     if not config or config.get("CONFIG_RD_XZ") == "y":
         # Without the kernel's config, take what every Debian kernel since 2012 unpacks.
         return "xz"

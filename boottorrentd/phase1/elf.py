@@ -1,5 +1,6 @@
 """Reading ELF files: the dynamic-linking facts of programs and libraries (their loader,
-the libraries they need and where they say to look), and a section of a kernel module.
+the libraries they need and where they say to look), and a section of a kernel module;
+and writing the smallest shared object that exports one data symbol (icudata.py's).
 
 Only the headers and the tables they point to are read, the way the dynamic loader
 reads them; nothing is run.

@@ -2,7 +2,7 @@
 
 Debian's aria2c links libxml2 (for Metalink and XML-RPC), which links ICU's libicuuc for
 character-set conversions, which links libicudata.so.NN: ICU's whole database (31 MB of
-the initrd's 74 MB unpacked) behind one exported symbol, icudtNN_dat. The agent runs
+the initrd's 79 MB unpacked) behind one exported symbol, icudtNN_dat. The agent runs
 aria2c on .torrent files only: nothing in that path parses XML, and libxml2 calls ICU
 only to convert a document in an encoding it lacks a native converter for. Nothing opens
 ICU's data at load time, so the loader only needs the symbol to exist.

@@ -1,5 +1,6 @@
 """Reading ELF files: the dynamic-linking facts of programs and libraries (their loader,
-the libraries they need and where they say to look), and a section of a kernel module.
+the libraries they need and where they say to look), and a section of a kernel module;
+and writing the smallest shared object that exports one data symbol (icudata.py's).
 
 Only the headers and the tables they point to are read, the way the dynamic loader
 reads them; nothing is run.
@@ -140,3 +141,55 @@ def elf_section(data: bytes, name: str) -> bytes:
         if names[sh_name:names.index(b"\0", sh_name)].decode() == name:
             return data[offset:offset + size]
     return b""
+
+
+_ET_DYN, _PT_GNU_STACK, _PF_W, _PF_R = 3, 0x6474E551, 2, 4
+_DT_HASH, _DT_SYMTAB, _DT_SYMENT, _DT_SONAME = 4, 6, 11, 14
+_STB_GLOBAL, _STT_OBJECT = 1, 1
+
+
+def data_library(soname: str, symbol: str, data: bytes, machine: int) -> bytes:
+    """A 64-bit little-endian shared object named `soname` whose one export is the data
+    object `symbol` holding `data`: what the dynamic loader needs to load it and bind the
+    symbol (a program header table, a dynamic section, a symbol table with its SysV hash),
+    no code and no section headers."""
+    # The layout: ELF header, 3 program headers, hash, symbols, strings, dynamic, data; all
+    # in one read-write segment at address 0 (glibc rewrites the dynamic section's
+    # addresses in place, so it must be writable).
+    strings = b"\0" + soname.encode() + b"\0" + symbol.encode() + b"\0"
+    soname_at, symbol_at = 1, 2 + len(soname.encode())
+    phdrs_at = 64
+    hash_at = phdrs_at + 3 * 56
+    # One bucket, two chain entries (the null symbol and ours): every lookup lands on ours.
+    hash_table = struct.pack("<5I", 1, 2, 1, 0, 0)
+    symtab_at = _align(hash_at + len(hash_table), 8)
+    strtab_at = symtab_at + 2 * 24
+    dynamic_at = _align(strtab_at + len(strings), 8)
+    dynamic_tags = [(_DT_SONAME, soname_at), (_DT_HASH, hash_at), (_DT_STRTAB, strtab_at),
+                    (_DT_SYMTAB, symtab_at), (_DT_STRSZ, len(strings)), (_DT_SYMENT, 24),
+                    (_DT_NULL, 0)]
+    data_at = _align(dynamic_at + 16 * len(dynamic_tags), 16)
+    end = data_at + len(data)
+    # st_shndx only has to be defined (not SHN_UNDEF) and not SHN_ABS, whose value the
+    # loader would not relocate; there are no sections to point at, so 1 stands for one.
+    symbols = bytes(24) + struct.pack("<IBBHQQ", symbol_at, _STB_GLOBAL << 4 | _STT_OBJECT,
+                                      0, 1, data_at, len(data))
+    header = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+              + struct.pack("<HHIQQQIHHHHHH", _ET_DYN, machine, 1, 0, phdrs_at, 0, 0, 64, 56,
+                            3, 64, 0, 0))
+    phdrs = (struct.pack("<IIQQQQQQ", _PT_LOAD, _PF_R | _PF_W, 0, 0, 0, end, end, 0x1000)
+             + struct.pack("<IIQQQQQQ", _PT_DYNAMIC, _PF_R | _PF_W, dynamic_at, dynamic_at,
+                           dynamic_at, 16 * len(dynamic_tags), 16 * len(dynamic_tags), 8)
+             # Without it the loader would make the whole process's stack executable.
+             + struct.pack("<IIQQQQQQ", _PT_GNU_STACK, _PF_R | _PF_W, 0, 0, 0, 0, 0, 16))
+    dynamic = b"".join(struct.pack("<qQ", tag, value) for tag, value in dynamic_tags)
+    out = bytearray(end)
+    for at, part in ((0, header), (phdrs_at, phdrs), (hash_at, hash_table),
+                     (symtab_at, symbols), (strtab_at, strings), (dynamic_at, dynamic),
+                     (data_at, data)):
+        out[at:at + len(part)] = part
+    return bytes(out)
+
+
+def _align(value: int, to: int) -> int:
+    return -(-value // to) * to

@@ -32,19 +32,22 @@ NIC_MODULES = (
     "atl1c", "atl1e", "alx", "sky2", "forcedeth",
     "xhci_pci", "ehci_pci", "r8152", "ax88179_178a", "asix", "cdc_ether",
 )
-# live needs squashfs on a loop device under an overlay; image needs the disk drivers;
-# qemu uses KVM where the CPU has it.
+# live needs squashfs on a loop device under an overlay; image needs the disk drivers.
 METHOD_MODULES = (
     "squashfs", "overlay", "loop",
     "ahci", "ata_piix", "nvme", "sd_mod", "virtio_blk", "virtio_scsi", "usb_storage", "uas",
-    "kvm_intel", "kvm_amd",
 )
+# QEMU uses KVM where the CPU has it. Only the QEMU flavour (qemu.py) carries them, since
+# only a machine that loads it runs QEMU: 4 MB that every other machine would fetch.
+QEMU_MODULES = ("kvm_intel", "kvm_amd")
 # Virtual machines without RDRAND would otherwise wait for entropy before TLS libraries
 # (which aria2c loads) can seed themselves.
 OTHER_MODULES = ("virtio_rng",)
 DEFAULT_MODULES = NIC_MODULES + METHOD_MODULES + OTHER_MODULES
 
+# The agent loads the modules of each list that is there, in this order.
 LOAD_LIST = "boottorrent.load"
+QEMU_LOAD_LIST = "boottorrent-qemu.load"
 
 _MODULE_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
 
@@ -163,7 +166,29 @@ def add_modules(archive: Archive, version: str, extra: Sequence[str],
         raise InvalidArgument(f"kernel {version} has no module {unknown[0]!r}; "
                               f"`find {root} -name '*.ko*'` lists them")
     order, missing = resolve_modules(dep, [*DEFAULT_MODULES, *extra], builtin)
-    result = ImageModules(order, [
+    result = _add_ordered(archive, version, order, missing, progress)
+    _add_load_lists(archive, version, dep, order)
+    return result
+
+
+def add_qemu_modules(archive: Archive, version: str) -> ImageModules:
+    """Put QEMU_MODULES of kernel `version` and what they need, bar what the base image
+    has, into `archive` (the QEMU flavour's) with their own load list."""
+    dep, builtin = _module_tables(MODULES_ROOT / version, version)
+    base, _ = resolve_modules(dep, DEFAULT_MODULES, builtin)
+    order, missing = resolve_modules(dep, QEMU_MODULES, builtin)
+    order = [path for path in order if path not in base]
+    result = _add_ordered(archive, version, order, missing, lambda _done: None)
+    archive.add_file(f"lib/modules/{version}/{QEMU_LOAD_LIST}",
+                     "".join(plain_module_path(p) + "\n" for p in order).encode())
+    return result
+
+
+def _add_ordered(archive: Archive, version: str, order: Sequence[str], missing: Sequence[str],
+                 progress: Callable[[float], None]) -> ImageModules:
+    """Put the modules `order` names (modules.dep paths) and their firmware into `archive`."""
+    root = MODULES_ROOT / version
+    result = ImageModules(list(order), [
         f"kernel {version} has no module {name}; machines that need it will not find their "
         "network card or disk" for name in missing])
     firmware: dict[str, list[str]] = {}
@@ -176,7 +201,6 @@ def add_modules(archive: Archive, version: str, extra: Sequence[str],
                 firmware.setdefault(value, []).append(module_name(path))
         progress((i + 1) / (len(order) + 1))
     _add_firmware(archive, firmware, result)
-    _add_load_lists(archive, version, dep, order)
     return result
 
 

@@ -4,7 +4,8 @@ method qemu (bin-qemu-x86_64).
 The kernel unpacks every initramfs archive the loader hands it, each over the last, so
 the flavour is not a second full image but one more archive loaded after the base
 image's initrd.img: qemu-system-x86_64, every shared library it needs (found as for the
-base image's programs), the modules it loads for TCG and virtio graphics, and the x86
+base image's programs), the modules it loads for TCG and virtio graphics, the kernel's
+KVM modules (with their own load list, which the agent reads beside the base one), and the x86
 firmware it reads by name (SeaBIOS, the option ROMs, the NICs' iPXE ROMs, VNC's
 keymaps). iPXE loads it only for an OS of method qemu; the server builds it only when
 its library holds such an OS, since it is several times the size of the rest of phase-1.
@@ -27,6 +28,7 @@ from boottorrentd.phase1.compress import compress, compression
 from boottorrentd.phase1.cpio import Archive
 from boottorrentd.phase1.host import packages_of
 from boottorrentd.phase1.kernel import find_kernel, kernel_config
+from boottorrentd.phase1.modules import add_qemu_modules
 from boottorrentd.phase1.progress import Progress, Reporter
 from boottorrentd.phase1.userland import add_binaries
 from boottorrentd.util.fs import write_atomic
@@ -78,6 +80,7 @@ def build_qemu(state_dir: Path, *, kernel_version: str | None = None,
             qemu = Path(find_program("qemu-system-x86_64", "qemu-system-x86"))
             modules = [MODULE_DIR / name for name in MODULES if (MODULE_DIR / name).is_file()]
             used = add_binaries(archive, [qemu, *modules])
+            used += add_qemu_modules(archive, version).used
             used += _add_data(archive)
             report.step("programs", 1.0)
             total = archive.size()

@@ -11,6 +11,7 @@ from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1.cpio import Archive
 from boottorrentd.phase1.elf import read_elf
 from boottorrentd.phase1.host import run
+from boottorrentd.phase1.icudata import empty_icu_data, is_icu_data
 from boottorrentd.phase1.libraries import resolve_libraries
 from boottorrentd.util.programs import find_program
 
@@ -72,7 +73,9 @@ def add_binaries(archive: Archive, programs: list[Path]) -> list[Path]:
         archive.add_file(str(path), path.read_bytes(), executable=True)
         used.append(path)
     for dest, source in sorted(resolve_libraries(programs).items()):
-        archive.add_file(dest, source.read_bytes(), executable=os.access(source, os.X_OK))
+        # ICU's database is a third of the image and aria2c never reads it (icudata.py).
+        data = empty_icu_data(dest, source) if is_icu_data(dest) else source.read_bytes()
+        archive.add_file(dest, data, executable=os.access(source, os.X_OK))
         used.append(Path(dest) if Path(dest).exists() else source)
     return used
 

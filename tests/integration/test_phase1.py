@@ -8,7 +8,9 @@ serial console, which is the proof that it was downloaded, verified and started.
 
 import hashlib
 import json
+import lzma
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -24,7 +26,7 @@ from boottorrentd.config.sections import SeederSection
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.phase1 import build as phase1
 from boottorrentd.phase1 import userland
-from boottorrentd.phase1.cpio import Archive
+from boottorrentd.phase1.cpio import Archive, read_cpio_newc
 from boottorrentd.phase1.qemu import build_qemu, qemu_image
 from boottorrentd.session.seeding import CHILD
 from boottorrentd.util.wait import wait_until
@@ -37,9 +39,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.phase1]
 HTTP_PORT = 8080
 AGENT = Path(phase1.__file__).parent / "agent"
 BT_DOWNLOAD = AGENT / "bt-download"
-# Generous: the real figure is printed by test_build_is_reproducible_and_small and
-# tracked against the 30 MB goal by the benchmark.
-SIZE_CEILING = 80_000_000
+# Issue 15's goal for what every machine fetches over HTTP before BitTorrent starts; the
+# real figure (19.7 MB with Debian 12's kernel) is printed by
+# test_build_is_reproducible_and_small.
+SIZE_CEILING = 20_000_000
 QEMU_TIMEOUT = 120  # typically 40-60 s; a loaded CI machine needs the margin
 
 
@@ -107,6 +110,10 @@ def test_the_manifest_lists_the_programs_their_libraries_and_the_drivers(built: 
         or {"libc.so.6", "libaria2.so.0", "libstdc++.so.6"} <= libs
     assert any(p.endswith("/virtio_net.ko") for p in paths)
     assert "virtio_net" in manifest.modules and "squashfs" in manifest.modules
+    # KVM comes with the QEMU flavour only; ICU's 31 MB database is an empty stand-in.
+    assert not {"kvm", "kvm_intel", "kvm_amd"} & set(manifest.modules)
+    icu = [f for f in manifest.files if re.fullmatch(r".*/libicudata\.so\.\d+", f["path"])]
+    assert all(f["size"] < 4096 for f in icu)
     # Dependencies load first.
     assert manifest.modules.index("failover") < manifest.modules.index("virtio_net")
     assert {"busybox-static", "aria2", "kexec-tools"} <= set(manifest.created_from)
@@ -561,6 +568,17 @@ def qemu_initrd(built: Built) -> Path:
     both = built.folder.parent / "initrd-with-qemu.img"
     both.write_bytes(built.initrd.read_bytes() + qemu_image(built.folder.parent).read_bytes())
     return both
+
+
+def test_the_qemu_flavour_brings_the_kvm_modules_with_their_load_list(built: Built,
+                                                                      qemu_initrd):
+    flavour = read_cpio_newc(lzma.decompress(qemu_image(built.folder.parent).read_bytes()))
+    load_list = f"lib/modules/{built.manifest.kernel_version}/boottorrent-qemu.load"
+    listed = flavour[load_list].data.decode().split()
+    assert {phase1.module_name(p) for p in listed} >= {"kvm", "kvm_intel", "kvm_amd"}
+    assert listed.index(next(p for p in listed if p.endswith("/kvm.ko"))) < \
+        listed.index(next(p for p in listed if p.endswith("/kvm-intel.ko")))
+    assert all(f"lib/modules/{built.manifest.kernel_version}/{p}" in flavour for p in listed)
 
 
 def test_a_client_runs_a_qemu_os_and_seeds_it_to_others_while_the_vm_runs(

@@ -5,6 +5,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from boottorrentd.errors import InvalidArgument
 from boottorrentd.library.osspec import OSSpec
 from boottorrentd.library.store import OSEntry
 from boottorrentd.library.torrent import TorrentFile, TorrentInfo
-from boottorrentd.phase1 import elf, kernel, libraries, modules
+from boottorrentd.phase1 import elf, icudata, kernel, libraries, modules
 from boottorrentd.phase1.cpio import Archive, cpio_newc, read_cpio_newc
 
 # --- cpio ------------------------------------------------------------------------------------
@@ -227,6 +228,39 @@ def test_aria2c_libraries_are_those_the_loader_finds():
     # In the image every library sits where the loader looks without a cache.
     assert all(p == "/lib64/ld-linux-x86-64.so.2" or p.startswith("/lib/x86_64-linux-gnu/")
                for p in ours)
+
+
+ICU_PROBE = """
+import ctypes, sys
+major = sys.argv[1]
+uc = ctypes.CDLL(f"libicuuc.so.{major}")
+open_converter = getattr(uc, f"ucnv_open_{major}")
+open_converter.restype = ctypes.c_void_p
+for name in ("UTF-8", "ISO-2022-JP"):
+    error = ctypes.c_int(0)
+    found = open_converter(name.encode(), ctypes.byref(error))
+    print(name, "found" if found else "none", error.value)
+"""
+
+
+def test_icus_libraries_load_against_the_empty_stand_in_and_report_missing_data(tmp_path):
+    host = sorted(Path("/usr/lib/x86_64-linux-gnu").glob("libicudata.so.[0-9]*"))
+    assert host, "libicu (which aria2c's libxml2 needs) is not installed"
+    soname = next(p.name for p in host if re.fullmatch(r"libicudata\.so\.\d+", p.name))
+    stand_in = icudata.empty_icu_data(f"/lib/x86_64-linux-gnu/{soname}", host[0])
+    assert len(stand_in) < 4096
+    (tmp_path / soname).write_bytes(stand_in)
+    assert elf.read_elf(tmp_path / soname).needed == ()
+    major = soname.rsplit(".", 1)[1]
+    probe = subprocess.run([sys.executable, "-c", ICU_PROBE, major], capture_output=True, text=True,
+                           env={"LD_LIBRARY_PATH": str(tmp_path), "LD_DEBUG": "bindings"})
+    assert probe.returncode == 0, probe.stderr
+    # libicuuc takes ICU's data from the stand-in, not from the host's library.
+    assert re.search(rf"to {re.escape(str(tmp_path / soname))} .*`icudt{major}_dat'",
+                     probe.stderr), probe.stderr
+    # UTF-8 needs no data; a table converter finds none: ICU's "data file missing" error
+    # (U_FILE_ACCESS_ERROR, 4), not a crash.
+    assert probe.stdout.splitlines() == ["UTF-8 found 0", "ISO-2022-JP none 4"]
 
 
 def test_read_elf_knows_a_dynamic_program_and_a_static_one():

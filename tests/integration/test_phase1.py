@@ -272,6 +272,37 @@ def test_bt_download_gives_up_when_no_data_comes(server: Server, tmp_path):
     assert "no data arrived for 3 s" in result.stderr
 
 
+def test_bt_download_starts_aria2c_again_halfway_to_the_no_data_limit_and_keeps_its_pieces(
+        server: Server, tmp_path):
+    # The server's session restarts mid-download (a new seed, a tracker that forgot the
+    # swarm) while this aria2c announces again only in 10 minutes: nobody knows of it, it
+    # knows of nobody, until it starts anew and announces.
+    size = 8 << 20
+    src = payload_os(tmp_path / "oss" / "lab", size)
+    server.add_os("lab", src)
+    server.daemon.ctl("start")
+    work = tmp_path / "work"
+    download = client_ns(server, 1).popen(
+        "sh", str(BT_DOWNLOAD), "-t", "30", "-w", str(work), "-P", "1",
+        f"http://{server.address}/torrents/lab.torrent", str(tmp_path / "os"),
+        "--bt-tracker-interval=600", "--max-download-limit=1M",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: (work / "status").exists()
+               and float(status_of(work / "status")["BT_PROGRESS"]) >= 0.25,
+               timeout=60, what="a quarter of the OS")
+    server.daemon.ctl("stop")
+    had = int(status_of(work / "status")["BT_DONE"])
+    server.daemon.ctl("start")
+    out, err = download.communicate(timeout=120)
+    assert download.returncode == 0, out + err
+    assert "starting aria2c again for new peers" in out, out
+    assert (tmp_path / "os" / "lab" / "root.img").read_bytes() == (src / "root.img").read_bytes()
+    # The second aria2c went on from the pieces the first had: the new seed sent the rest.
+    seeds = json.loads(server.daemon.ctl("status", "--json").stdout)["seeding"]
+    sent = next(s["uploaded_bytes"] for s in seeds if s["name"] == "lab")
+    assert sent <= size - had, (had, sent)
+
+
 # --- QEMU clients ----------------------------------------------------------------------------
 
 

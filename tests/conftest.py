@@ -34,11 +34,21 @@ def alive(pid: int) -> bool:
     return pid > 0 and "State:\tZ" not in status
 
 
+_WORLD_READABLE: list[Path] = []
+
+
 def world_readable_tmpdir(prefix: str) -> Path:
+    """A folder under /tmp that the run removes at its end."""
     # pytest's tmp_path is 0700 under root; callers run as nobody must reach the socket.
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
+    _WORLD_READABLE.append(path)
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for path in _WORLD_READABLE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,5 +3,6 @@
     bus.py      PrivateBus: a dbus-daemon with the system bus's policy, just for a run
     daemon.py   DaemonProcess: boottorrentd started, READY=1 awaited, stopped or killed
     lan.py      Lan, Netns: a virtual LAN of namespaces, veths and taps in a random 10.x.y.0/24
+    labsim/     LabSim: N simulated machines booting from the real daemon (tests/scale)
     shell.py    sh: a command whose failure says what failed and why
 """

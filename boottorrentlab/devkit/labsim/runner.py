@@ -130,7 +130,7 @@ class LabSim:
             shape(ns, self.config.rate, self.config.rate)
             self.machines.namespaces.append(ns)
         for server in self.servers:
-            server.start(self.daemon_config(server))
+            server.start(self.daemon_config(server), server.ns.name)
         self._add_os()
         for server in self.servers:
             server.ctl("start")
@@ -193,10 +193,8 @@ class LabSim:
         machines.prepare()
         results = [MachineResult(ns.name) for ns in machines.namespaces]
         before = bridge_side_counters(self.lan)
-        seed_before = [int(s.seed_status().get("uploaded_bytes", 0)) for s in self.servers]
-        daemon = self.server.daemon
-        assert daemon is not None and daemon.process is not None
-        daemon_pid = daemon.process.pid
+        seed_before = [s.uploaded() for s in self.servers]
+        daemon_pid = self.server.pid
         peak_rss = 0
         spawn = multiprocessing.get_context("spawn")
         stop_sampling, sampled = spawn.Event(), spawn.Queue()
@@ -245,9 +243,8 @@ class LabSim:
             lost = lost_reports(results, finals)
         after = bridge_side_counters(self.lan)
         sent = [after[s.ns.peer][0] - before[s.ns.peer][0] for s in self.servers]
-        uploaded = [(int(s.seed_status().get("uploaded_bytes", 0)) if s.running
-                     else s.seed_uploaded) - b for s, b in zip(self.servers, seed_before,
-                                                                strict=True)]
+        uploaded = [(s.uploaded() if s.running else s.seed_uploaded) - b
+                    for s, b in zip(self.servers, seed_before, strict=True)]
 
         per_second = list(signals_by_second.values())
         return SimResult(

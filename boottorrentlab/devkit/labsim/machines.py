@@ -6,7 +6,7 @@
     phase-1     optionally the kernel and initrd over HTTP, as iPXE fetches them
     reports     a POST to the report endpoint every second, built as the agent builds
                 them from bt-download's status file (stages phase1, downloading,
-                seeding, booting)
+                verifying, seeding, booting)
     the OS      the agent's own bt-download command line (devkit.agent.client_runner),
                 in the namespace; the copy is checked against the source and removed
 """
@@ -87,10 +87,13 @@ class CpuGroup:
 
 
 def progress_report(status: dict[str, str], stage: str | None) -> dict[str, Any] | None:
-    """The agent's progress_report(): from bt-download's status file."""
+    """The agent's progress_report() (boottorrentd/phase1/agent/init) from bt-download's
+    status file, on a machine that runs no VM; tests/unit/test_labsim_reports.py holds the
+    two side by side. None: no report in this state."""
     if stage is None:
         stage = {"starting": "downloading", "downloading": "downloading",
-                 "seeding": "seeding"}.get(status.get("BT_STATE", "starting"))
+                 "seeding": "seeding", "verifying": "verifying",
+                 }.get(status.get("BT_STATE", "starting"))
         if stage is None:
             return None
         rates = (int(status.get("BT_DOWN_RATE", 0)), int(status.get("BT_UP_RATE", 0)))

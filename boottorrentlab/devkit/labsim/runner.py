@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import multiprocessing
 import random
 import shutil
 import tempfile
@@ -34,7 +33,7 @@ from .config import (
 )
 from .machines import Machines
 from .results import MachineResult, SimResult, latest, lost_reports, percentile
-from .sampler import BusSampler, sample_bus
+from .sampler import SamplerProcess, client_objects
 from .server import SimServer
 
 
@@ -196,14 +195,8 @@ class LabSim:
         seed_before = [s.uploaded() for s in self.servers]
         daemon_pid = self.server.pid
         peak_rss = 0
-        spawn = multiprocessing.get_context("spawn")
-        stop_sampling, sampled = spawn.Event(), spawn.Queue()
-        sampler_process = spawn.Process(
-            target=sample_bus, args=(self.bus.address, self.config.sample_interval,
-                                     stop_sampling, sampled), daemon=True)
-        sampler_process.start()
-        ready = await asyncio.to_thread(sampled.get, timeout=60)
-        assert ready == "ready", ready
+        sampler = SamplerProcess(self.bus.address, self.config.sample_interval)
+        await sampler.start()
         started = time.monotonic()
         stopper = (asyncio.create_task(self._stop_server_mid_download(started))
                    if self.config.stop_at_progress is not None else None)
@@ -229,18 +222,12 @@ class LabSim:
             else:
                 stopper.cancel()
                 await asyncio.gather(stopper, return_exceptions=True)
-        stop_sampling.set()
-        latencies, signals_by_second = await asyncio.to_thread(sampled.get, timeout=60)
-        await asyncio.to_thread(sampler_process.join, 10)
+        latencies, signals_by_second = await sampler.stop()
         lost: list[str] | None = None
         if self.server.running:
             peak_rss = daemon_rss_peak_kib(daemon_pid)
             # The daemon takes reports in order: by now every report has been answered.
-            reader = BusSampler(self.bus.address)
-            await reader.connect()
-            finals = await reader.managed_clients()
-            reader.disconnect()
-            lost = lost_reports(results, finals)
+            lost = lost_reports(results, await client_objects(self.bus.address))
         after = bridge_side_counters(self.lan)
         sent = [after[s.ns.peer][0] - before[s.ns.peer][0] for s in self.servers]
         uploaded = [(s.uploaded() if s.running else s.seed_uploaded) - b

@@ -4,6 +4,7 @@ seconds, PropertiesChanged signals counted by the second, the Client objects at 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections.abc import Callable
 from typing import Any
@@ -107,3 +108,36 @@ def sample_bus(address: str, interval: float, stop: Any, out: Any) -> None:
     sampler = asyncio.run(main())
     out.put((sampler.latencies, sampler.signals_by_second))
 
+
+
+class SamplerProcess:
+    """sample_bus in a process of its own: `start()` returns once it listens, `stop()`
+    returns what it measured (latencies in ms, PropertiesChanged signals by second)."""
+
+    def __init__(self, address: str, interval: float) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self._stop, self._out = spawn.Event(), spawn.Queue()
+        self._process = spawn.Process(target=sample_bus,
+                                      args=(address, interval, self._stop, self._out),
+                                      daemon=True)
+
+    async def start(self) -> None:
+        self._process.start()
+        ready = await asyncio.to_thread(self._out.get, timeout=60)
+        assert ready == "ready", ready
+
+    async def stop(self) -> tuple[list[float], dict[int, int]]:
+        self._stop.set()
+        measured = await asyncio.to_thread(self._out.get, timeout=60)
+        await asyncio.to_thread(self._process.join, 10)
+        return measured
+
+
+async def client_objects(address: str) -> dict[str, dict[str, Any]]:
+    """Every Client object's properties, by MAC, read once."""
+    reader = BusSampler(address)
+    await reader.connect()
+    try:
+        return await reader.managed_clients()
+    finally:
+        reader.disconnect()

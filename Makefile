@@ -76,7 +76,7 @@ bench: deps
 	$(VENV)/bin/python -m bench.swarm --clients 64 --rate 10mbit --modes boottorrent,multicast \
 		--json bench/results/swarm-n64-10mbit.json
 
-# The lab simulator (boottorrentlab/devkit/labsim.py) at 50, 100 and 200 machines: the
+# The lab simulator (boottorrentlab/devkit/labsim/) at 50, 100 and 200 machines: the
 # figures of README.md's "Scale" section, and N=50 with a second server in swarm.role seed
 # (about 11 minutes; the machine should be idle). A run that loses a machine still writes
 # its figures (and exits 1).

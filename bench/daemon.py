@@ -7,8 +7,6 @@ for any key, `--piece-size` for `library.piece_length`, `--transmission-setting`
 
 from __future__ import annotations
 
-import contextlib
-import json
 import random
 import shutil
 import subprocess
@@ -16,14 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.network import ShapedLan
 from bench.proc import clean_env, say
 from bench.units import human_size
 from boottorrentd.util.wait import wait_until
-from boottorrentlab.devkit.bus import PrivateBus
-from boottorrentlab.devkit.daemon import DaemonProcess, venv_bin
+from boottorrentlab.devkit.daemon import DaemonOnBus
 
 OS_NAME = "bench"
 PAYLOAD = "root.img"
@@ -85,8 +80,7 @@ class Session:
         self.work = work
         self.size = size
         self.options = options
-        self.bus = PrivateBus()
-        self.daemon: DaemonProcess | None = None
+        self.daemon = DaemonOnBus(work, clean_env())
         self.config: dict[str, Any] = {}
 
     @property
@@ -99,31 +93,12 @@ class Session:
         return f"{self.host}:{HTTP_PORT}"
 
     @property
-    def env(self) -> dict[str, str]:
-        return clean_env({"DBUS_SYSTEM_BUS_ADDRESS": self.bus.address})
-
-    @property
     def library(self) -> Path:
         return self.work / "state" / "oss"
 
-    def ctl(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run([venv_bin("boottorrentctl"), *args], env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
-        if result.returncode != 0:
-            raise RuntimeError(f"boottorrentctl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
-
-    def status(self) -> dict[str, Any]:
-        return json.loads(self.ctl("status", "--json"))
-
-    def _seed(self) -> dict[str, Any]:
-        """The OS's entry in the daemon's seeding status (empty before it seeds)."""
-        return next((s for s in self.status().get("seeding", []) if s.get("name") == OS_NAME),
-                    {})
-
     def seed_uploaded(self) -> int:
-        """What transmission says it has uploaded of the OS (payload bytes)."""
-        return int(self._seed().get("uploaded_bytes", 0))
+        """What the seed engine says it has uploaded of the OS (payload bytes)."""
+        return int(self.daemon.seed_status(OS_NAME).get("uploaded_bytes", 0))
 
     def start(self) -> None:
         lan = self.lab.lan
@@ -131,13 +106,8 @@ class Session:
                                     self.options)
         # The daemon's children run as nobody: they must read the state folder.
         self.work.chmod(0o755)
-        conf = self.work / "boottorrent.yaml"
-        conf.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.bus.start()
-        self.daemon = DaemonProcess(conf, self.work / "state", self.work / "run")
         assert self.lab.server is not None
-        self.daemon.start(self.env, ["ip", "netns", "exec", self.lab.server.ns.name],
-                          timeout=60)
+        self.daemon.start(self.config, self.lab.server.ns.name)
         self._add_os()
         say("starting the boot session (boottorrentctl start)")
         self.start_session()
@@ -150,17 +120,17 @@ class Session:
         write_payload(src / PAYLOAD, self.size)
         (src / "config.yaml").write_text(
             f"dispname: Benchmark OS\nmethod: live\nsquashfs: {PAYLOAD}\n")
-        self.ctl("add-os", OS_NAME, str(src))
+        self.daemon.ctl("add-os", OS_NAME, str(src))
         shutil.rmtree(src.parent)
 
     def start_session(self) -> None:
         """`boottorrentctl start`; return once the seed seeds the OS."""
-        self.ctl("start")
+        self.daemon.ctl("start")
         last: dict[str, Any] = {}
 
         def seeding() -> bool:
             nonlocal last
-            last = self._seed()
+            last = self.daemon.seed_status(OS_NAME)
             return last.get("status") == "seeding"
 
         wait_until(seeding, timeout=120, interval=0.2,
@@ -168,7 +138,7 @@ class Session:
 
     def restart_session(self) -> None:
         """A fresh session: a new seed process that has never seen these clients."""
-        self.ctl("stop")
+        self.daemon.ctl("stop")
         self.start_session()
 
     def boot_env(self) -> str:
@@ -184,9 +154,4 @@ class Session:
             capture_output=True, check=True, env=clean_env()).stdout
 
     def stop(self) -> None:
-        if self.daemon is not None and self.daemon.process is not None:
-            with contextlib.suppress(Exception):
-                self.ctl("stop", timeout=60)
-            self.daemon.stop_or_kill()
-        self.daemon = None
-        self.bus.stop()
+        self.daemon.stop()

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from boottorrentd.bus.backend import (
     BACKEND,
     BusType,
     DBusError,
+    Message,
     MessageBus,
     NameFlag,
     RequestNameReply,
@@ -95,7 +97,8 @@ async def serve(args: argparse.Namespace) -> int:
         raise BootTorrentError(f"cannot connect to the system bus at {address}: {e}; "
                                "is dbus running?") from e
     auth.track_callers(bus)
-    bus.export(api.MANAGER_PATH, ManagerInterface(bus, manager))
+    service = ManagerInterface(bus, manager)
+    bus.export(api.MANAGER_PATH, service)
     try:
         reply = await bus.request_name(api.BUS_NAME, NameFlag.DO_NOT_QUEUE)
     except DBusError as e:
@@ -144,6 +147,14 @@ async def serve(args: argparse.Namespace) -> int:
     if disconnected.done():
         log.error("lost the connection to the system bus; exiting")
         return 1
+    service.close()
+    # Disconnecting drops what is not written yet; the bus answers a call only after
+    # everything sent before it (a bus that does not answer gets no more of our time).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await bus.call(Message(destination="org.freedesktop.DBus",
+                                   path="/org/freedesktop/DBus",
+                                   interface="org.freedesktop.DBus", member="GetId"))
     bus.disconnect()
     return 0
 

@@ -8,6 +8,8 @@ fields, read when the signal goes out: the last value wins) and sent by a tick e
 batch / interval signals a second for progress, however many machines there are. A change
 that must not wait (a new stage: a listener follows a machine through its stages, and the
 final ones must not be late) goes out at once, with whatever was waiting for that object.
+When the daemon stops, whatever still waits goes out before it leaves the bus (close):
+with 200 machines that is up to two seconds of their last progress.
 """
 
 from __future__ import annotations
@@ -41,19 +43,13 @@ class Coalescer:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.tick)
 
-    def pending(self) -> dict[Hashable, set[str]]:
-        return {key: set(fields) for key, fields in self._pending.items()}
-
-    def flush(self) -> None:
-        """Send everything that waits (the daemon stops, a test wants the final state)."""
-        for key in list(self._pending):
-            self._send(key)
-
     def close(self) -> None:
+        """Send everything that waits, and stop the ticks: the daemon is stopping."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._pending.clear()
+        for key in list(self._pending):
+            self._send(key)
 
     def _send(self, key: Hashable) -> None:
         fields = self._pending.pop(key, None)

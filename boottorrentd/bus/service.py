@@ -276,6 +276,10 @@ class ManagerInterface(ServiceInterface):
         self._client_signals.changed(client.mac, fields,
                                      now=bool(fields & {"stage", "error"}))
 
+    def close(self) -> None:
+        """The daemon stops: client changes that wait for their signal go out now."""
+        self._client_signals.close()
+
     def _emit_client(self, mac: object, fields: set[str]) -> None:
         iface = self._client_objects.get(str(mac))
         if iface is not None:

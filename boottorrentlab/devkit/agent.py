@@ -49,6 +49,17 @@ def agent_download_command(init: Path = AGENT_DIR / "init") -> tuple[str, str]:
     return text, stall
 
 
+def agent_function(name: str, init: Path = AGENT_DIR / "init") -> str:
+    """The text of the agent's shell function `name`, to run it on a host beside what
+    copies its job in Python (the lab simulator's progress reports)."""
+    lines = init.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line == f"{name}() {{"), None)
+    if start is None:
+        raise RuntimeError(f"{init} has no shell function {name}() at the start of a line")
+    end = lines.index("}", start)
+    return "\n".join(lines[start:end + 1]) + "\n"
+
+
 def client_runner(work: Path) -> Path:
     """The shell script each client runs in boottorrent mode (written into `work`)."""
     command, stall = agent_download_command()

@@ -1,13 +1,21 @@
-"""boottorrentd as a child process: start it, wait for READY=1, stop or kill it, read its log."""
+"""boottorrentd as a child process: start it, wait for READY=1, stop or kill it, read its log;
+and the daemon on a private bus in a namespace, as the benchmark and the lab simulator run it."""
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from boottorrentd.util.wait import wait_until
+
+from .bus import PrivateBus
 
 
 def venv_bin(program: str) -> str:
@@ -90,3 +98,67 @@ class DaemonProcess:
         self.process.kill()
         self.process.wait()
         self.process = None
+
+
+class DaemonOnBus:
+    """boottorrentd in a network namespace on a private system bus of its own, driven by
+    boottorrentctl. Its files go below `workdir`: boottorrent.yaml, state/, run/.
+
+    `base_env` is the environment the daemon and boottorrentctl start from (this one's by
+    default); the bus is their system bus either way."""
+
+    def __init__(self, workdir: Path, base_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.base_env = base_env
+        self.bus = PrivateBus()
+        self.daemon: DaemonProcess | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ if self.base_env is None else self.base_env,
+                   DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        env.pop("NOTIFY_SOCKET", None)
+        return env
+
+    @property
+    def running(self) -> bool:
+        return self.daemon is not None and self.daemon.process is not None
+
+    @property
+    def pid(self) -> int:
+        assert self.daemon is not None and self.daemon.process is not None
+        return self.daemon.process.pid
+
+    def start(self, config: dict[str, Any], netns: str, timeout: float = 60) -> None:
+        """Write `config`, start the bus, and the daemon in `netns`; return once it is ready."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "boottorrent.yaml"
+        conf.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.bus.start()
+        self.daemon = DaemonProcess(conf, self.workdir / "state", self.workdir / "run")
+        self.daemon.start(self.env, ["ip", "netns", "exec", netns], timeout=timeout)
+
+    def ctl(self, *args: str, timeout: float = 300) -> str:
+        """boottorrentctl's output; raises with its error message when it fails."""
+        result = subprocess.run([venv_bin("boottorrentctl"), *args], env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"boottorrentctl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.ctl("status", "--json"))
+
+    def seed_status(self, os_name: str) -> dict[str, Any]:
+        """The OS's entry in the daemon's seeding status (empty before it seeds)."""
+        return next((s for s in self.status().get("seeding", []) if s.get("name") == os_name),
+                    {})
+
+    def stop(self) -> None:
+        """Stop the boot session and the daemon (killed when it does not end), then the bus."""
+        if self.daemon is not None and self.running:
+            with contextlib.suppress(Exception):
+                self.ctl("stop", timeout=60)
+            self.daemon.stop_or_kill()
+        self.daemon = None
+        self.bus.stop()

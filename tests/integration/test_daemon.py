@@ -126,6 +126,32 @@ def test_client_properties_on_the_bus_are_exactly_their_declared_table(
                                    "org.boottorrent1.Client") == declared(CLIENT_PROPERTIES)
 
 
+def test_a_client_change_waiting_for_its_signal_goes_out_when_the_daemon_stops(
+        boot_lan: test_session.BootLan):
+    # Client signals wait for a tick (boottorrentd/bus/coalesce.py); a daemon that stops
+    # before it comes sends them on its way out, or a listener never sees the last state.
+    d = boot_lan.daemon
+    d.ctl("start")
+    mac = "52:54:00:aa:bb:04"
+    boot_lan.client(1).run("curl", "-sSf", "-o", "/dev/null", "-H",
+                           "Content-Type: application/json", "--data-binary",
+                           json.dumps({"stage": "downloading", "os": "lab"}),
+                           f"http://{boot_lan.server}/api/v1/clients/{mac}/events")
+    d.ctl("stop")
+    monitor = d.monitor("OSProgress", "type='signal',member='PropertiesChanged',"
+                        "path='/org/boottorrent1/client/525400aabb04'")
+    try:
+        d.ctl("assign", mac, "lab")
+        code, log = d.stop()
+    finally:
+        monitor.send_signal(signal.SIGINT)
+        out = monitor.communicate(timeout=10)[0]
+    assert code == 0, log
+    changed = [json.loads(line)["payload"]["data"][1] for line in out.splitlines()
+               if line.strip()]
+    assert any(props.get("AssignedOS", {}).get("data") == "lab" for props in changed), out
+
+
 def test_children_and_seeding_are_lists_of_named_records(daemon):
     for name in ("Children", "Seeding"):
         value = daemon.busctl("get-property", *MANAGER, name).stdout

@@ -72,8 +72,9 @@ def test_the_bus_answers_reads_within_100_ms_at_p99_during_the_boot(sim: Run):
 
 def test_client_signals_stay_under_the_coalesced_rate(sim: Run):
     # Progress goes out at most BATCH objects a tick; each machine's stages (phase1,
-    # downloading, seeding, booting, and DHCP and the boot script) may add one each.
-    stage_signals_per_machine = 6
+    # downloading, verifying, seeding, booting, and DHCP and the boot script) may add one
+    # each.
+    stage_signals_per_machine = 7
     bound = BATCH / INTERVAL_S + stage_signals_per_machine * MACHINES
     assert sim.result.properties_changed_peak_per_s <= bound
     # Without coalescing every report (one a second a machine) would be a signal.

@@ -314,6 +314,9 @@ class Manager:
                       "need: %s", e)
             return
         log.info("built phase-1's QEMU flavour: %d bytes", done["size"])
+        if self.session is not None:
+            # GRUB's config said "not built" for the OSes of method qemu until now.
+            await self.session.boot_plans_changed()
 
     async def remove_os(self, name: str) -> None:
         await self.library.remove(name)

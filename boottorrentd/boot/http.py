@@ -34,17 +34,24 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from boottorrentd.boot.loaders import loaders
-from boottorrentd.boot.plan import boot_env, boot_json, plan_boot, render_chain, render_ipxe
+from boottorrentd.boot.plan import (
+    boot_env,
+    boot_json,
+    plan_boot,
+    qemu_oss,
+    render_chain,
+    render_ipxe,
+)
 from boottorrentd.clients.registry import Registry, Stage
 from boottorrentd.config import Config
 from boottorrentd.library.names import NAME_RE
 from boottorrentd.library.store import OSEntry
-from boottorrentd.phase1.qemu import QEMU_DIR, QEMU_IMAGE, QEMU_METHODS
+from boottorrentd.phase1.manifest import BOOT_FILES
+from boottorrentd.phase1.qemu import QEMU_IMAGE, QEMU_NOT_BUILT, qemu_image
 from boottorrentd.util.mac import normalize_mac
 
 log = logging.getLogger(__name__)
 
-PHASE1_FILES = ("vmlinuz", "initrd.img")
 MAX_REPORT = 16 * 1024
 IPXE_TYPE = "text/plain"
 # In-flight downloads get this long to finish when the server stops; a session stop should
@@ -173,10 +180,9 @@ class BootServer:
         plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg,
                          self.registry.imaged)
         ready = await asyncio.to_thread(self.phase1_ready)
-        qemu_oss = [name for name, entry in self.library.entries.items()
-                    if entry.spec.method in QEMU_METHODS]
         script = render_ipxe(plan, server=self.server_address, phase1_ready=ready,
-                             cmdline_extra=cfg.client.extra_cmdline, qemu_oss=qemu_oss)
+                             cmdline_extra=cfg.client.extra_cmdline,
+                             qemu_oss=qemu_oss(self.library.entries))
         if request.method == "GET":
             # A HEAD (a person checking with curl -I) is not a machine booting.
             self.registry.http_seen(mac, request.remote or "", Stage.MENU)
@@ -196,15 +202,19 @@ class BootServer:
                                 headers={"Content-Type": "application/efi"})
 
     def phase1_ready(self) -> bool:
-        return all(_regular_file(self.phase1_dir / name) for name in PHASE1_FILES)
+        return all(_regular_file(self.phase1_dir / name) for name in BOOT_FILES)
+
+    def qemu_ready(self) -> bool:
+        """Whether phase-1's QEMU flavour, which OSes of method qemu need, is built."""
+        return _regular_file(qemu_image(self.phase1_dir.parent))
 
     async def _phase1(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["file"]
         if name == QEMU_IMAGE:
             return await self._qemu_image()
-        if name not in PHASE1_FILES:
+        if name not in BOOT_FILES:
             raise _reason(web.HTTPNotFound,
-                          f"no phase-1 file {name!r}; there are {', '.join(PHASE1_FILES)}")
+                          f"no phase-1 file {name!r}; there are {', '.join(BOOT_FILES)}")
         mac = None
         if "mac" in request.query:
             try:
@@ -226,13 +236,9 @@ class BootServer:
         return web.FileResponse(path)
 
     async def _qemu_image(self) -> web.StreamResponse:
-        path = self.phase1_dir.parent / QEMU_DIR / QEMU_IMAGE
-        if not await asyncio.to_thread(_regular_file, path):
-            raise _reason(web.HTTPNotFound,
-                          "phase-1's QEMU flavour is not built; the server builds it when an "
-                          "OS of method qemu is added; build it now with: boottorrentctl "
-                          "build-client")
-        return web.FileResponse(path)
+        if not await asyncio.to_thread(self.qemu_ready):
+            raise _reason(web.HTTPNotFound, QEMU_NOT_BUILT)
+        return web.FileResponse(qemu_image(self.phase1_dir.parent))
 
     def _entry(self, name: str) -> OSEntry:
         # Checked before anything touches the filesystem: the name becomes a path.

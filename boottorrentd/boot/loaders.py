@@ -30,8 +30,9 @@ GRUB_NAME = "grubx64.efi"
 # GRUB's network image reads its config from <prefix>/grub.cfg, its prefix being
 # "grub" under the folder it was loaded from.
 GRUB_CONFIG = "grub/grub.cfg"
-# Where GRUB finds the phase-1 image in the TFTP root (a link to the phase-1 folder).
-PHASE1_LINK = "phase1"
+# Where GRUB finds the phase-1 image in the TFTP root (a folder of links to its files and
+# to QEMU's initramfs).
+PHASE1_FOLDER = "phase1"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from boottorrentd.config import BootSection, Config
 from boottorrentd.library.store import OSEntry
-from boottorrentd.phase1.qemu import QEMU_IMAGE
+from boottorrentd.phase1.qemu import QEMU_IMAGE, QEMU_METHODS, QEMU_NOT_BUILT
 from boottorrentd.util.mac import normalize_mac
 
 
@@ -172,6 +172,12 @@ def _cmdline_text(text: str) -> str:
     return " ".join("".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in text).split())
 
 
+def qemu_oss(entries: Mapping[str, OSEntry]) -> list[str]:
+    """The OSes of `entries` that run in a virtual machine: phase-1 needs QEMU's
+    initramfs for them (render_ipxe's and render_grub's `qemu_oss`)."""
+    return [name for name, entry in entries.items() if entry.spec.method in QEMU_METHODS]
+
+
 def render_chain(server: str) -> str:
     """/boot.ipxe: the same for every machine; it fetches the machine's own script."""
     return (
@@ -309,6 +315,7 @@ _ANY_MAC = "00:00:00:00:00:00"
 def grub_config(
     oss: Mapping[str, str], assignments: Mapping[str, str], cfg: Config, *, server: str,
     phase1_ready: bool, imaged: Mapping[str, str] | None = None,
+    qemu_oss: Collection[str] = (), qemu_ready: bool = False,
 ) -> str:
     """GRUB's config for every machine: `plan_boot` of each assigned or imaged MAC and of
     the rest, rendered by `render_grub` (the arguments are plan_boot's and render_ipxe's)."""
@@ -317,12 +324,13 @@ def grub_config(
                 for mac in {**assignments, **imaged}}
     others = plan_boot(_ANY_MAC, oss, {}, cfg)
     return render_grub(assigned, others, server=server, phase1_ready=phase1_ready,
-                       cmdline_extra=cfg.client.extra_cmdline)
+                       cmdline_extra=cfg.client.extra_cmdline, qemu_oss=qemu_oss,
+                       qemu_ready=qemu_ready)
 
 
 def render_grub(
     assigned: Mapping[str, BootPlan], others: BootPlan, *, server: str, phase1_ready: bool,
-    cmdline_extra: str = "",
+    cmdline_extra: str = "", qemu_oss: Collection[str] = (), qemu_ready: bool = False,
 ) -> str:
     """grub/grub.cfg of UEFI machines on the signed chain: every machine's plan in one file.
 
@@ -330,16 +338,19 @@ def render_grub(
     TFTP, which serves files, not answers: the file holds a branch per MAC with a plan of
     its own (`assigned`, by MAC), and `others`, the plan of every other machine. Each plan
     renders as `render_ipxe` renders it: the menu with its default and timeout (a
-    negative one waits), or the OS at once, or why nothing boots.
+    negative one waits), or the OS at once, or why nothing boots. The OSes in `qemu_oss`
+    run in a virtual machine: GRUB loads QEMU's initramfs after phase-1's for them, or,
+    unless `qemu_ready`, says that it is not built.
     """
     extra = _cmdline_text(cmdline_extra)
+    qemu = _Qemu(frozenset(qemu_oss), qemu_ready)
     lines = ["# BootTorrent GRUB config: the boot plan of every machine, by its MAC address."]
     branch = "if"
     for mac, plan in assigned.items():
         lines.append(f'{branch} [ "{GRUB_MAC}" = {normalize_mac(mac)} ]; then')
-        lines += _indent(_grub_plan(plan, plan.mac, server, phase1_ready, extra))
+        lines += _indent(_grub_plan(plan, plan.mac, server, phase1_ready, extra, qemu))
         branch = "elif"
-    body = _grub_plan(others, GRUB_MAC, server, phase1_ready, extra)
+    body = _grub_plan(others, GRUB_MAC, server, phase1_ready, extra, qemu)
     if assigned:
         lines += ["else", *_indent(body), "fi"]
     else:
@@ -351,8 +362,16 @@ def _indent(lines: list[str]) -> list[str]:
     return [f"  {line}" for line in lines]
 
 
+@dataclass(frozen=True)
+class _Qemu:
+    """The OSes that run in a virtual machine, and whether QEMU's initramfs is built."""
+
+    oss: frozenset[str]
+    ready: bool
+
+
 def _grub_plan(plan: BootPlan, mac: str, server: str, phase1_ready: bool,
-               extra: str) -> list[str]:
+               extra: str, qemu: _Qemu) -> list[str]:
     lines = [f"# {ipxe_text(plan.reason)}"]
     if plan.kind == PlanKind.LOCAL:
         # Leaving GRUB hands the machine back to the firmware, which boots its next entry.
@@ -379,7 +398,7 @@ def _grub_plan(plan: BootPlan, mac: str, server: str, phase1_ready: bool,
         if plan.os is None:
             raise ValueError("a direct boot plan needs an os")
         label = ipxe_text(plan.items[0].label if plan.items else plan.os) or plan.os
-        return lines + _grub_phase1(plan.os, label, mac, server, extra)
+        return lines + _grub_phase1(plan.os, label, mac, server, extra, qemu)
     if plan.kind != PlanKind.MENU:
         kinds = ", ".join(PlanKind)
         raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {kinds}")
@@ -390,7 +409,7 @@ def _grub_plan(plan: BootPlan, mac: str, server: str, phase1_ready: bool,
     for item in plan.items:
         label = ipxe_text(item.label) or item.name
         lines += [f"menuentry {shell_quote(label)} --id {item.name} {{",
-                  *_indent(_grub_phase1(item.name, label, mac, server, extra)), "}"]
+                  *_indent(_grub_phase1(item.name, label, mac, server, extra, qemu)), "}"]
     return lines
 
 
@@ -398,8 +417,23 @@ def _grub_echo(text: str) -> str:
     return f"echo {shell_quote(text)}"
 
 
-def _grub_phase1(name: str, label: str, mac: str, server: str, extra: str) -> list[str]:
-    """GRUB commands that load phase-1 over TFTP, told to fetch and start the OS `name`."""
+def _grub_phase1(name: str, label: str, mac: str, server: str, extra: str,
+                 qemu: _Qemu) -> list[str]:
+    """GRUB commands that load phase-1 over TFTP, told to fetch and start the OS `name`
+    (with QEMU's initramfs after phase-1's when it runs in QEMU: GRUB's initrd loads the
+    files one after the other in memory, and the kernel unpacks each over the last)."""
+    initrds = ["/phase1/initrd.img"]
+    if name in qemu.oss:
+        if not qemu.ready:
+            # Phase-1 without QEMU could only fail once it has downloaded the OS.
+            return [
+                _grub_echo(f"BootTorrent: {label} ({name}) runs in QEMU, and {QEMU_NOT_BUILT}"),
+                _grub_echo(f"This machine gives up in {NOT_BUILT_PAUSE} seconds: boot it again "
+                           "after that."),
+                f"sleep {NOT_BUILT_PAUSE}",
+                "exit",
+            ]
+        initrds.append(f"/phase1/{QEMU_IMAGE}")
     # One word per argument: GRUB's linux command puts an argument holding a space into
     # double quotes on the kernel command line. Single quotes keep GRUB from expanding
     # anything the admin wrote; GRUB expands only the MAC, in double quotes.
@@ -408,7 +442,7 @@ def _grub_phase1(name: str, label: str, mac: str, server: str, extra: str) -> li
     return [
         _grub_echo(f"BootTorrent: starting {label} ({name})"),
         f"if linux /phase1/vmlinuz {' '.join(words)}; then",
-        "  if initrd /phase1/initrd.img; then",
+        f"  if initrd {' '.join(initrds)}; then",
         "    boot",
         "  fi",
         "fi",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 PHASE1_DIR = "phase1"
 FILES = ("vmlinuz", "initrd.img", "manifest.json")
+# What a machine loads of them.
+BOOT_FILES = ("vmlinuz", "initrd.img")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from boottorrentd.boot.http import BootServer
-from boottorrentd.boot.plan import grub_config
+from boottorrentd.boot.plan import grub_config, qemu_oss
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
@@ -290,9 +290,11 @@ class Session:
         async with self._grub_lock:
             oss = {name: entry.spec.dispname for name, entry in self.library.served.items()}
             ready = await asyncio.to_thread(self.http.phase1_ready)
+            qemu_ready = await asyncio.to_thread(self.http.qemu_ready)
             text = grub_config(oss, self.registry.assignments, cfg,
                                server=self.http.server_address, phase1_ready=ready,
-                               imaged=self.registry.imaged)
+                               imaged=self.registry.imaged,
+                               qemu_oss=qemu_oss(self.library.entries), qemu_ready=qemu_ready)
             await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
 
     def _rewrite_grub_config_soon(self) -> None:

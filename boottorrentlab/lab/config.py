@@ -14,8 +14,9 @@ QEMU = "qemu-system-x86_64"
 HTTP_PORT = 8080
 SERVER_HOST = 1
 DHCP_FIRST, DHCP_LAST = 100, 199
-# The daemon's stages that mean phase-1 has handed the machine over to its OS.
-TARGET_STAGES = ("booting", "booted")
+# The daemon's stages that mean phase-1 has handed the machine over to its OS (running:
+# in a virtual machine, method qemu).
+TARGET_STAGES = ("running", "booting", "booted")
 DEFAULT_TIMEOUT = 300.0
 POLL_S = 0.5
 

@@ -76,8 +76,8 @@ def phase1_image() -> Path:
 
 @pytest.fixture(scope="session")
 def oses() -> Iterator[dict[str, images.TargetOS]]:
-    """The target OSes by name: kexec-a, kexec-b (a second kexec OS), bin, live, and
-    unsigned (kexec-a's kernel without its Secure Boot signature)."""
+    """The target OSes by name: kexec-a, kexec-b (a second kexec OS), bin, live,
+    unsigned (kexec-a's kernel without its Secure Boot signature) and qemu."""
     parent = world_readable_tmpdir("bt-e2e-os-")
     built = [
         images.kexec_os(parent, "kexec-a", "BT-E2E-KEXEC-A-OK"),
@@ -85,6 +85,7 @@ def oses() -> Iterator[dict[str, images.TargetOS]]:
         images.bin_os(parent, "bin", "BT-E2E-BIN-OK"),
         images.live_os(parent, "live", "BT-E2E-LIVE-OK"),
         images.unsigned_kexec_os(parent, "unsigned", "BT-E2E-UNSIGNED-OK"),
+        images.qemu_os(parent, "qemu", "BT-E2E-QEMU-OK"),
     ]
     yield {t.name: t for t in built}
     shutil.rmtree(parent, ignore_errors=True)

@@ -104,6 +104,47 @@ def live_os(parent: Path, name: str, marker: str) -> TargetOS:
     return TargetOS(name, folder, marker)
 
 
+# A boot sector (16-bit real mode, loaded at 0:7c00) that writes the text after it, up to
+# a NUL, to the first serial port, waiting for the port to be ready before each byte, then
+# halts: the smallest OS a VM under nested TCG can start in a second.
+_SERIAL_BOOT_SECTOR = bytes([
+    0xFA,                    # cli
+    0x31, 0xC0,              # xor ax, ax
+    0x8E, 0xD8,              # mov ds, ax
+    0xFC,                    # cld
+    0xBE, 0x23, 0x7C,        # mov si, 0x7c23 (the text, right after this code)
+    0xAC,                    # next: lodsb
+    0x84, 0xC0,              # test al, al
+    0x74, 0x12,              # jz done
+    0x88, 0xC4,              # mov ah, al
+    0xBA, 0xFD, 0x03,        # mov dx, 0x3fd (COM1's line status)
+    0xEC,                    # ready: in al, dx
+    0xA8, 0x20,              # test al, 0x20 (transmitter empty)
+    0x74, 0xFB,              # jz ready
+    0xBA, 0xF8, 0x03,        # mov dx, 0x3f8 (COM1's data)
+    0x88, 0xE0,              # mov al, ah
+    0xEE,                    # out dx, al
+    0xEB, 0xE9,              # jmp next
+    0xF4,                    # done: hlt
+    0xEB, 0xFD,              # jmp done
+])
+
+
+def qemu_os(parent: Path, name: str, marker: str) -> TargetOS:
+    """A `qemu` OS: a 1 MiB disk whose boot sector prints `marker` on the VM's serial
+    port (the client's console, as phase-1 runs QEMU with -nographic) and halts."""
+    sector = _SERIAL_BOOT_SECTOR + f"\r\n{marker}\r\n".encode() + b"\0"
+    if len(sector) > 510:
+        raise ValueError(f"the marker {marker!r} does not fit in the boot sector")
+    folder = parent / name
+    folder.mkdir(parents=True)
+    (folder / "disk.img").write_bytes(sector.ljust(510, b"\0") + b"\x55\xaa" + bytes(MIB - 512))
+    (folder / "config.yaml").write_text(
+        "dispname: E2E qemu\nmethod: qemu\n"
+        "args: -m 16 -nic none -drive file=disk.img,format=raw,if=virtio\n")
+    return TargetOS(name, folder, marker)
+
+
 def bootable_disk(parent: Path, name: str, marker: str) -> Path:
     """A raw disk image a BIOS boots by itself: an MBR (syslinux's boot code) with one
     FAT partition at 1 MiB holding SYSLINUX, the demo OS's kernel and initramfs, which

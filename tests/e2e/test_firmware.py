@@ -1,9 +1,11 @@
 """UEFI and Secure Boot: OVMF machines boot from the firmware's own PXE through the signed
-chain (shim → GRUB → the Debian-signed phase-1 kernel), beside a BIOS machine."""
+chain (shim → GRUB → the Debian-signed phase-1 kernel), beside a BIOS machine, and run an
+OS in QEMU with the QEMU initramfs GRUB loads after phase-1's."""
 
 import json
 import re
 
+from boottorrentd.phase1.qemu import QEMU_IMAGE
 from boottorrentlab.lab import Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
@@ -95,3 +97,28 @@ def test_a_uefi_http_boot_machine_gets_the_loaders_url_and_boots(make_lab, oses)
     assert f"http://{lab.server}/uefi/snponly.efi" in console, console[:3000]
     assert "NBP filename" not in console  # no PXE on the way
     TIMINGS.append(timing_line("UEFI HTTP Boot", vm))
+
+
+def test_a_secure_boot_machine_runs_a_qemu_os_with_the_qemu_initramfs_grub_loads(make_lab,
+                                                                                  oses):
+    target = oses["qemu"]
+    # phase-1, QEMU's initramfs and the VM in one machine's memory.
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=0), memory_mb=1024)
+    lab.start_session()
+    # The daemon builds phase-1's QEMU flavour for the first OS of method qemu, and the
+    # UEFI machines' GRUB config follows once it is there.
+    lab.add_os(target.name, target.folder)
+    lab.wait_for(lambda: f"initrd /phase1/initrd.img /phase1/{QEMU_IMAGE}" in _grub_config(lab),
+                 300, "GRUB's config to load QEMU's initramfs once the daemon built it")
+    vm = lab.add_vm("secureboot")
+    lab.power_on(vm)
+
+    outcome = lab.wait([vm], marker=target.marker, timeout=BOOT_TIMEOUT + 180)
+
+    assert outcome.ok, outcome.problems
+    console = _plain(vm.console_text())
+    assert "NBP filename is shimx64.efi" in console and "Welcome to GRUB" in console
+    # Phase-1 ran QEMU from the flavour, and the VM's firmware booted the OS's disk.
+    assert "running qemu-system-x86_64" in console and "SeaBIOS" in console, console[-3000:]
+    assert vm.stage == "running" and vm.exit_code is None
+    TIMINGS.append(timing_line("secureboot, qemu OS", vm))

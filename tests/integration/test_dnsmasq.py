@@ -194,13 +194,18 @@ def test_full_dhcp_gives_an_address_in_range_and_the_loader_for_the_clients_firm
     dns.close()
 
 
-def test_tftp_serves_the_loaders_grub_config_and_phase1_after_dnsmasq_dropped_to_nobody(
+def test_tftp_serves_the_loaders_grub_config_phase1_and_qemus_initramfs_as_nobody(
         lan: Lan, runtime: Path, udhcpc_script: Path, tmp_path: Path):
     srv, cli = lan.add("srv"), lan.add("cli")
     host = srv.add_address(1)
     phase1 = runtime.parent / "phase1"  # world-readable, as the daemon's state folder
     phase1.mkdir()
     (phase1 / "vmlinuz").write_bytes(b"kernel" * 1000)
+    # phase-1's QEMU flavour, built beside it after the session started.
+    qemu = runtime.parent / "phase1-qemu"
+    # What earlier versions left in the TFTP root: a link to the phase-1 folder itself.
+    (runtime / "tftp").mkdir(parents=True)
+    (runtime / "tftp" / "phase1").symlink_to(phase1)
     dns = Dnsmasq(make_config(lan, user="nobody"), runtime, phase1_dir=phase1)
     server = start(srv, dns)
     dns.write_grub_config("echo hello\n")
@@ -208,7 +213,10 @@ def test_tftp_serves_the_loaders_grub_config_and_phase1_after_dnsmasq_dropped_to
     dhcp(cli, udhcpc_script)  # the client's address, as PXE would get it
     wanted = {name: src.read_bytes() for name, src in dns.loaders().items()}
     assert set(wanted) == {"undionly.kpxe", "shimx64.efi", "grubx64.efi"}
-    wanted |= {"grub/grub.cfg": b"echo hello\n", "phase1/vmlinuz": b"kernel" * 1000}
+    qemu.mkdir()
+    (qemu / "qemu.img").write_bytes(b"qemu" * 1000)
+    wanted |= {"grub/grub.cfg": b"echo hello\n", "phase1/vmlinuz": b"kernel" * 1000,
+               "phase1/qemu.img": b"qemu" * 1000}
     for name, data in wanted.items():
         out = tmp_path / name.replace("/", "-")
         result = cli.run("busybox", "tftp", "-g", "-r", name, "-l", str(out), host, check=False)

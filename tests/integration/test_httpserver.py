@@ -16,6 +16,7 @@ from boottorrentd.boot.http import BootServer
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import BootSection, ClientSection, Config
 from boottorrentd.library.store import Library, OSEntry
+from boottorrentd.phase1.qemu import QEMU_NOT_BUILT, qemu_image
 
 pytestmark = pytest.mark.integration
 
@@ -210,6 +211,22 @@ def test_phase1_is_404_until_built_then_served_and_marks_the_machine(tmp_path):
 
         status, body, _ = await env.get("/phase1/initrd.img")
         assert (status, body) == (200, INITRD)
+
+    run(tmp_path, scenario)
+
+
+def test_qemus_initramfs_is_404_with_how_to_build_it_until_built_then_served(tmp_path):
+    async def scenario(env: Env) -> None:
+        build_phase1(env)
+        status, body, _ = await env.get("/phase1/qemu.img")
+        assert status == 404
+        assert QEMU_NOT_BUILT.encode() in body
+
+        image = qemu_image(env.phase1.parent)
+        image.parent.mkdir()
+        image.write_bytes(b"qemu" * 1000)
+        status, body, _ = await env.get("/phase1/qemu.img")
+        assert (status, body) == (200, b"qemu" * 1000)
 
     run(tmp_path, scenario)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from boottorrentd.boot.plan import (
+    NOT_BUILT_PAUSE,
     BootPlan,
     MenuItem,
     boot_json,
@@ -358,11 +359,12 @@ def test_the_reason_in_the_script_cannot_inject_commands():
 
 
 def grub(assignments: dict[str, str] | None = None, oss: dict[str, str] | None = None,
-         phase1_ready: bool = True, extra: str = "", **boot: object) -> str:
+         phase1_ready: bool = True, extra: str = "", qemu_oss: tuple[str, ...] = (),
+         qemu_ready: bool = True, **boot: object) -> str:
     config = Config(boottorrent=BootSection(**boot),  # type: ignore[arg-type]
                     client=ClientSection(extra_cmdline=extra))
     return grub_config(OSS if oss is None else oss, assignments or {}, config, server=SERVER,
-                       phase1_ready=phase1_ready)
+                       phase1_ready=phase1_ready, qemu_oss=qemu_oss, qemu_ready=qemu_ready)
 
 
 def grub_commands(text: str) -> list[str]:
@@ -430,6 +432,45 @@ def test_without_the_phase1_image_grub_says_how_to_build_it_and_exits():
 
     assert any("boottorrentctl build-client" in line for line in lines)
     assert lines[-1] == "exit" and not any("linux" in line for line in lines)
+
+
+def menu_entry(lines: list[str], name: str) -> list[str]:
+    """The commands of the GRUB menu entry of OS `name`."""
+    start = next(i for i, line in enumerate(lines) if line.endswith(f"--id {name} {{"))
+    return lines[start:lines.index("}", start)]
+
+
+def test_an_os_run_in_qemu_gets_qemus_initramfs_after_phase1s_in_grub_and_others_do_not():
+    lines = grub_commands(grub(timeout=30, default_os="debian12", qemu_oss=("freedos",)))
+
+    assert "if initrd /phase1/initrd.img /phase1/qemu.img; then" in menu_entry(lines, "freedos")
+    for other in ("debian12", "memtest"):
+        assert "if initrd /phase1/initrd.img; then" in menu_entry(lines, other)
+    assert sum("qemu.img" in line for line in lines) == 1
+
+
+def test_an_assigned_machine_gets_qemus_initramfs_for_its_qemu_os_in_grub():
+    text = grub({OTHER: "freedos"}, timeout=30, qemu_oss=("freedos",))
+    lines = [line.strip() for line in text.splitlines()]
+
+    assigned = lines[lines.index(f'if [ "${{net_default_mac}}" = {OTHER} ]; then'):
+                     lines.index("else")]
+    assert "if initrd /phase1/initrd.img /phase1/qemu.img; then" in assigned
+
+
+def test_without_the_qemu_flavour_grub_says_so_for_qemu_oses_and_boots_the_others():
+    lines = grub_commands(grub(timeout=30, default_os="debian12", qemu_oss=("freedos",),
+                               qemu_ready=False))
+
+    freedos = menu_entry(lines, "freedos")
+    assert not any(line.startswith(("if linux", "if initrd")) for line in freedos)
+    said = " ".join(freedos)
+    # The words of the iPXE path (the boot HTTP server's reason for qemu.img).
+    assert "runs in QEMU, and phase-1'\\''s QEMU flavour is not built" in said
+    assert "build it now with: boottorrentctl build-client" in said
+    assert freedos[-2:] == [f"sleep {NOT_BUILT_PAUSE}", "exit"]
+    assert "if initrd /phase1/initrd.img; then" in menu_entry(lines, "debian12")
+    assert not any("qemu.img" in line for line in lines)
 
 
 def test_nothing_to_boot_in_grub_says_why_and_leaves_the_grub_shell():

@@ -14,9 +14,11 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from boottorrentd.boot.loaders import GRUB_CONFIG, IPXE_DIR, PHASE1_LINK, Loaders, loaders
+from boottorrentd.boot.loaders import GRUB_CONFIG, IPXE_DIR, PHASE1_FOLDER, Loaders, loaders
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError, InvalidArgument
+from boottorrentd.phase1.manifest import BOOT_FILES
+from boottorrentd.phase1.qemu import QEMU_IMAGE, qemu_image
 from boottorrentd.session.children.leases import LeaseEvent, LeaseSocket, hook_script
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.fs import write_atomic
@@ -50,8 +52,8 @@ class Dnsmasq:
     `bus_address` is accepted for callers that pass the bus along and is not used: the
     lease events come through the script (see leases.py), not D-Bus. With
     boot.uefi_loader shim, the owner writes GRUB's config with write_grub_config() after
-    prepare() and whenever a boot plan may have changed; `phase1_dir` is served as
-    phase1/ for GRUB.
+    prepare() and whenever a boot plan may have changed; `phase1_dir`'s kernel and
+    initrd, and QEMU's initramfs beside it, are served in phase1/ for GRUB.
     """
 
     def __init__(
@@ -290,12 +292,8 @@ class Dnsmasq:
             (root / GRUB_CONFIG).parent.mkdir(mode=0o755, exist_ok=True)
             keep.add(GRUB_CONFIG.split("/")[0])
             if self.phase1_dir is not None:
-                # A link: the image is ~50 MB, and a rebuilt one is served at once.
-                link = root / PHASE1_LINK
-                if not link.is_symlink() or link.readlink() != self.phase1_dir:
-                    link.unlink(missing_ok=True)
-                    link.symlink_to(self.phase1_dir)
-                keep.add(PHASE1_LINK)
+                self._link_phase1(root / PHASE1_FOLDER, self.phase1_dir)
+                keep.add(PHASE1_FOLDER)
         for path in root.iterdir():
             if path.name not in keep:
                 # Left from another configuration (e.g. the other EFI loader).
@@ -303,6 +301,25 @@ class Dnsmasq:
                     shutil.rmtree(path)
                 else:
                     path.unlink()
+
+    @staticmethod
+    def _link_phase1(folder: Path, phase1_dir: Path) -> None:
+        """`folder` holds links to phase-1's kernel and initrd and to QEMU's initramfs:
+        links, since they are ~25 MB and a rebuilt one is served at once (a build swaps
+        its folder; a link follows the name). One not built yet is a dangling link,
+        which GRUB's config does not name."""
+        if folder.is_symlink():
+            # Earlier versions linked the phase-1 folder itself.
+            folder.unlink()
+        folder.mkdir(mode=0o755, exist_ok=True)
+        folder.chmod(0o755)
+        targets = {name: phase1_dir / name for name in BOOT_FILES}
+        targets[QEMU_IMAGE] = qemu_image(phase1_dir.parent)
+        for name, target in targets.items():
+            link = folder / name
+            if not link.is_symlink() or link.readlink() != target:
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
 
     def write_grub_config(self, text: str) -> None:
         """GRUB's config (boot.plan.render_grub), read by UEFI machines at their next boot."""

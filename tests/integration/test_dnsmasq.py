@@ -301,6 +301,14 @@ class Events:
         assert self.queue.empty(), self.queue.get_nowait()
 
 
+async def kill(*clients: asyncio.subprocess.Process) -> None:
+    """End the DHCP clients a test started that still run."""
+    for client in clients:
+        if client.returncode is None:
+            client.kill()
+            await client.wait()
+
+
 def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
         lan: Lan, runtime: Path, udhcpc_script: Path):
     srv, cli = lan.add("srv"), lan.add("cli")
@@ -349,9 +357,7 @@ def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
             assert (released.action, released.mac, released.ip) == ("del", mac, added.ip)
             await asyncio.wait_for(client.wait(), 10)
         finally:
-            if client.returncode is None:
-                client.kill()
-                await client.wait()
+            await kill(client)
         dns.close()
         await events.end()
 
@@ -416,10 +422,7 @@ def test_lease_events_say_whether_phase1_or_the_machines_own_os_asked(
             assert (system.mac, system.hostname, system.asker) == (mac, "labpc7", Asker.SYSTEM)
             assert system.vendor_class is None
         finally:
-            for client in clients:
-                if client.returncode is None:
-                    client.kill()
-                    await client.wait()
+            await kill(*clients)
         dns.close()
         await events.end()
 

@@ -173,9 +173,11 @@ class Registry:
     ) -> None:
         """A DHCP lease event (dnsmasq's add, old, del), asked for by `asker`.
 
-        add/old: records the address; a machine not yet booting, or done with its last
-        boot, is at stage "dhcp", unless phase-1 or its OS asked (a booted OS renewing its
-        lease is not a new boot). A lease in the middle of a boot (phase-1's own DHCP)
+        add/old: records the address; a machine not yet booting is at stage "dhcp", and
+        so is one done with its last boot when its firmware asks (a firmware always asks
+        afresh, and dnsmasq passes a fresh request's data; what comes without it is a
+        renewal, a name taken by another lease or dnsmasq's replay at start, and a booted
+        OS doing these is no new boot). A lease in the middle of a boot (phase-1's own DHCP)
         leaves the stage alone, but for the machine's own OS asking while the machine is
         "booting": the OS is up and runs its network, the machine is "booted" (an OS that
         phase-1 kexec'd knows nothing of the server and reports nothing itself).
@@ -203,7 +205,7 @@ class Registry:
             changes["hostname"] = hostname
         if client.stage in ("", Stage.DHCP):
             changes["stage"] = Stage.DHCP
-        elif client.stage in FINISHED and asker in (Asker.FIRMWARE, Asker.UNKNOWN):
+        elif client.stage in FINISHED and asker == Asker.FIRMWARE:
             changes.update(_PER_BOOT, stage=Stage.DHCP)
         elif client.stage == Stage.BOOTING and asker == Asker.SYSTEM:
             changes["stage"] = Stage.BOOTED

@@ -103,23 +103,25 @@ def test_a_lease_during_a_boot_keeps_the_stage(registry):
 
 
 @pytest.mark.parametrize("final", [{"stage": "booted"}, {"stage": "failed", "error": "bad"}])
-def test_a_lease_after_a_finished_boot_starts_a_new_one(registry, final):
+def test_a_lease_asked_for_by_the_firmware_after_a_finished_boot_starts_a_new_one(registry,
+                                                                                 final):
     booted(registry)
     registry.report(MAC, final)
 
-    registry.lease("old", MAC, "10.0.0.50", None)
+    registry.lease("old", MAC, "10.0.0.50", None, asker=Asker.FIRMWARE)
 
     client = registry.clients[MAC]
     assert (client.stage, client.progress, client.error, client.os, client.peers) == (
         "dhcp", 0.0, "", "", 0)
 
 
-@pytest.mark.parametrize("asker", [Asker.SYSTEM, Asker.PHASE1])
-def test_a_lease_asked_for_by_the_os_or_phase1_leaves_a_booted_machine_alone(registry, asker):
+@pytest.mark.parametrize("asker", [Asker.SYSTEM, Asker.PHASE1, Asker.UNKNOWN])
+def test_a_lease_not_asked_for_by_the_firmware_leaves_a_booted_machine_alone(registry, asker):
     booted(registry)
 
-    # The booted OS asking for its address again is not a new boot.
-    registry.lease("add", MAC, "10.0.0.50", "lab1", asker=asker)
+    # The booted OS asking for its address again, renewing it (UNKNOWN: dnsmasq passes no
+    # request data then), or losing its name to another lease is not a new boot.
+    registry.lease("old", MAC, "10.0.0.50", "lab1", asker=asker)
 
     client = registry.clients[MAC]
     assert (client.stage, client.hostname, client.os) == ("booted", "lab1", "debian12")

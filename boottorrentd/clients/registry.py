@@ -53,6 +53,17 @@ STAGES = tuple(Stage)
 # A lease after one of these starts a new boot; before them it is part of the current one
 # (phase-1 and the booted OS do DHCP too).
 FINISHED = (Stage.BOOTED, Stage.FAILED)
+
+
+class Asker(StrEnum):
+    """Who asked for a DHCP lease, as far as the request tells."""
+
+    FIRMWARE = "firmware"  # a PXE ROM, iPXE or UEFI HTTP Boot: a boot starts
+    PHASE1 = "phase1"  # phase-1's own DHCP client, during the boot
+    SYSTEM = "system"  # anything else: the machine's own OS, up far enough to run its network
+    UNKNOWN = "unknown"  # the event has no request data (a renewal, dnsmasq's replay)
+
+
 LEASE_ACTIONS = ("add", "old", "del")
 
 MAX_ERROR = 500
@@ -157,15 +168,20 @@ class Registry:
     # --- events --------------------------------------------------------------------------
 
     def lease(
-        self, action: str, mac: str, ip: str, hostname: str | None, *, pxe: bool | None = None
+        self, action: str, mac: str, ip: str, hostname: str | None, *,
+        asker: Asker = Asker.UNKNOWN,
     ) -> None:
-        """A DHCP lease event (dnsmasq's add, old, del).
+        """A DHCP lease event (dnsmasq's add, old, del), asked for by `asker`.
 
-        add/old: records the address; a machine not yet booting, or done with its last
-        boot, is at stage "dhcp". A lease in the middle of a boot (phase-1's own DHCP)
-        leaves the stage alone. `pxe` says whether the request came from a PXE/iPXE
-        firmware, when the caller knows: a booted OS renewing its lease (pxe False) then
-        does not look like a new boot. del: keeps the machine, forgets its address.
+        add/old: records the address; a machine not yet booting is at stage "dhcp", and
+        so is one done with its last boot when its firmware asks (a firmware always asks
+        afresh, and dnsmasq passes a fresh request's data; what comes without it is a
+        renewal, a name taken by another lease or dnsmasq's replay at start, and a booted
+        OS doing these is no new boot). A lease in the middle of a boot (phase-1's own DHCP)
+        leaves the stage alone, but for the machine's own OS asking while the machine is
+        "booting": the OS is up and runs its network, the machine is "booted" (an OS that
+        phase-1 kexec'd knows nothing of the server and reports nothing itself).
+        del: keeps the machine, forgets its address.
         """
         if action not in LEASE_ACTIONS:
             raise ValueError(
@@ -189,8 +205,10 @@ class Registry:
             changes["hostname"] = hostname
         if client.stage in ("", Stage.DHCP):
             changes["stage"] = Stage.DHCP
-        elif client.stage in FINISHED and pxe is not False:
+        elif client.stage in FINISHED and asker == Asker.FIRMWARE:
             changes.update(_PER_BOOT, stage=Stage.DHCP)
+        elif client.stage == Stage.BOOTING and asker == Asker.SYSTEM:
+            changes["stage"] = Stage.BOOTED
         self._apply(client, changes, new=new)
 
     def http_seen(self, mac: str, ip: str, stage: Stage) -> None:

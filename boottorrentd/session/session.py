@@ -386,7 +386,8 @@ class Session:
     async def _consume_leases(self) -> None:
         assert self.dnsmasq is not None
         async for event in self.dnsmasq.lease_events():
-            self.registry.lease(event.action, event.mac, event.ip, event.hostname, pxe=event.pxe)
+            self.registry.lease(event.action, event.mac, event.ip, event.hostname,
+                                asker=event.asker)
 
     async def _poll_stats(self) -> None:
         while True:

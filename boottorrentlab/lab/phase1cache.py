@@ -11,7 +11,10 @@ from typing import TextIO
 
 from .config import LabError
 
-# Built phase-1 images are kept here between runs (phase1.build(<this>) writes phase1/).
+# Built phase-1 images are kept here between runs, one folder per set of inputs
+# (phase1.build(<that folder>) writes phase1/ in it): trees with another agent or builder
+# (a branch, main's CI) running beside each other each keep theirs, instead of rebuilding
+# the image that another run's machines are booting.
 PHASE1_CACHE = Path("/var/cache/boottorrent/lab")
 PHASE1_DIR = "phase1"
 PHASE1_FILES = ("vmlinuz", "initrd.img")
@@ -46,21 +49,22 @@ def _package_change(created_from: dict[str, str]) -> str | None:
     return None
 
 
+def _cache_for(inputs: dict[str, str]) -> Path:
+    """The folder of PHASE1_CACHE that holds the image built from `inputs`."""
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return PHASE1_CACHE / digest[:16]
+
+
 def _phase1_stale(cache: Path) -> str | None:
-    """Why the phase-1 image cached in `cache` is out of date, or None when it is current."""
+    """Why the phase-1 image cached in `cache` (the folder of this tree's inputs) is out of
+    date, or None when it is current."""
     from boottorrentd.phase1 import build as phase1
 
     if not all((cache / PHASE1_DIR / n).is_file() for n in PHASE1_FILES):
-        return "none is built yet"
-    try:
-        recorded = json.loads((cache / PHASE1_STAMP).read_text())
-    except (OSError, ValueError):
-        return "its inputs were not recorded"
-    current = _phase1_inputs()
-    if recorded.get("kernel") != current["kernel"]:
-        return f"the newest kernel is now {current['kernel']}"
-    if recorded != current:
-        return "the kernel file, the builder or the phase-1 agent changed since"
+        return "none is built yet from this kernel, builder and agent"
+    # Written once the build is done.
+    if not (cache / PHASE1_STAMP).is_file():
+        return "its last build did not finish"
     manifest = phase1.read_manifest(cache)
     if manifest is None:
         return "it has no manifest"
@@ -74,8 +78,10 @@ def ensure_phase1(rebuild: bool, out: TextIO) -> Path:
     except ImportError as e:
         raise LabError(f"the phase-1 builder is not available ({e}); pass a built image "
                        "with --phase1 DIR") from e
-    cached = PHASE1_CACHE / PHASE1_DIR
-    why = "--rebuild-phase1" if rebuild else _phase1_stale(PHASE1_CACHE)
+    inputs = _phase1_inputs()
+    cache = _cache_for(inputs)
+    cached = cache / PHASE1_DIR
+    why = "--rebuild-phase1" if rebuild else _phase1_stale(cache)
     if why is None:
         print(f"Phase-1 image: {cached} (cached; its kernel, agent and packages are "
               "unchanged)", file=out, flush=True)
@@ -90,9 +96,9 @@ def ensure_phase1(rebuild: bool, out: TextIO) -> Path:
             last[0] = step
             print(f"  {fraction:4.0%} {step}", file=out, flush=True)
 
-    inputs = _phase1_inputs()
-    manifest = phase1.build(PHASE1_CACHE, progress=progress)
-    (PHASE1_CACHE / PHASE1_STAMP).write_text(json.dumps(inputs, indent=2) + "\n")
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest = phase1.build(cache, progress=progress)
+    (cache / PHASE1_STAMP).write_text(json.dumps(inputs, indent=2) + "\n")
     sizes = manifest.vmlinuz["size"] + manifest.initrd["size"]
     print(f"  built in {time.monotonic() - started:.0f} s: kernel {manifest.kernel_version}, "
           f"vmlinuz + initrd = {sizes / 1e6:.1f} MB", file=out, flush=True)

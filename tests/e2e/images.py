@@ -7,6 +7,7 @@ the tests need no downloads and stay small enough for TCG.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -199,12 +200,16 @@ def image_os(parent: Path, name: str, marker: str, *, compress: bool = False) ->
 
 # A Debian 13 root with systemd, the trixie kernel and live-boot/live-config (what a
 # live-build image holds), built with mmdebstrap and kept here between runs (≈ 30-60 s to
-# build, ≈ 150 MB); rebuilt when DEBIAN_RECIPE changes.
+# build, ≈ 150 MB); a new root when DEBIAN_RECIPE changes.
 DEBIAN_CACHE = Path("/var/cache/boottorrent/debian-live")
 DEBIAN_MIRROR = os.environ.get("BOOTTORRENT_MIRROR", "http://deb.debian.org/debian")
 DEBIAN_MARKER = "BT-E2E-DEBIAN-LIVE-OK"
+# What a lab OS has for its network: systemd-networkd asking for an address by DHCP on
+# every Ethernet card (no vendor class: to the server, the machine's own OS asking).
+DEBIAN_NETWORK = "[Match]\nType=ether\n\n[Network]\nDHCP=ipv4\n"
 # Small for TCG: no docs, locales or firmware, and of the kernel's modules only those a
-# diskless machine with a serial console needs (the live root's loop, squashfs, overlay).
+# diskless machine with a serial console needs (the live root's loop, squashfs, overlay)
+# and the lab's virtio NIC's (virtio_net and the failover modules it depends on).
 DEBIAN_RECIPE = [
     "--variant=minbase", "--include=systemd-sysv,linux-image-amd64,initramfs-tools,"
     "live-boot,live-config,live-config-systemd",
@@ -213,7 +218,11 @@ DEBIAN_RECIPE = [
         "lib/modules/*/kernel/drivers", "lib/modules/*/kernel/sound",
         "lib/modules/*/kernel/net", "lib/modules/*/kernel/fs")),
     *(f"--dpkgopt=path-include=/usr/lib/modules/*/kernel/{p}" for p in (
-        "fs/squashfs/*", "fs/overlayfs/*", "drivers/block/loop.ko*")),
+        "fs/squashfs/*", "fs/overlayfs/*", "drivers/block/loop.ko*",
+        "drivers/net/virtio_net.ko*", "drivers/net/net_failover.ko*",
+        "net/core/failover.ko*")),
+    f"--customize-hook=printf '{DEBIAN_NETWORK}' >\"$1/etc/systemd/network/50-dhcp.network\"",
+    "--customize-hook=chroot \"$1\" systemctl enable systemd-networkd",
     "trixie",
 ]
 # Prints the marker on the serial console once multi-user.target is reached.
@@ -234,31 +243,34 @@ WantedBy=multi-user.target
 
 def debian_root() -> Path:
     """The cached Debian 13 root (mmdebstrap, trixie archive), built on a cache miss:
-    minbase, systemd-sysv, the kernel with its initramfs-tools initrd in /boot, and a
-    unit printing DEBIAN_MARKER on ttyS0 at multi-user.target."""
-    stamp_text = json.dumps([DEBIAN_MIRROR, *DEBIAN_RECIPE, MARKER_UNIT])
-    root, stamp = DEBIAN_CACHE / "root", DEBIAN_CACHE / "recipe.json"
+    minbase, systemd-sysv, systemd-networkd on DHCP, the kernel with its initramfs-tools
+    initrd in /boot, and a unit printing DEBIAN_MARKER on ttyS0 at multi-user.target."""
+    recipe = json.dumps([DEBIAN_MIRROR, *DEBIAN_RECIPE, MARKER_UNIT])
+    # One folder per recipe: a run of a tree with another recipe (another branch, main's
+    # CI) builds its own beside it instead of replacing the root a running test boots.
+    root = DEBIAN_CACHE / f"root-{hashlib.sha256(recipe.encode()).hexdigest()[:16]}"
     DEBIAN_CACHE.mkdir(parents=True, exist_ok=True)
     with open(DEBIAN_CACHE / "lock", "w") as lock:
         # Another test run may be building it right now.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text() == stamp_text and root.is_dir():
+        if root.is_dir():
             return root
-        shutil.rmtree(root, ignore_errors=True)
-        stamp.unlink(missing_ok=True)
+        # Built under another name and renamed once whole: a build cut short is no root.
+        building = root.with_name(root.name + ".building")
+        shutil.rmtree(building, ignore_errors=True)
         built = subprocess.run([find_program("mmdebstrap", "mmdebstrap"), "--quiet",
-                                *DEBIAN_RECIPE, str(root), DEBIAN_MIRROR],
+                                *DEBIAN_RECIPE, str(building), DEBIAN_MIRROR],
                                capture_output=True, text=True)
         if built.returncode != 0:
             raise RuntimeError(f"mmdebstrap could not build the Debian test root from "
                                f"{DEBIAN_MIRROR} (set BOOTTORRENT_MIRROR for another "
                                f"archive): {built.stderr.strip()[-2000:]}")
-        units = root / "etc/systemd/system"
+        units = building / "etc/systemd/system"
         (units / "bt-marker.service").write_text(MARKER_UNIT)
         (units / "multi-user.target.wants").mkdir(exist_ok=True)
         (units / "multi-user.target.wants/bt-marker.service").symlink_to(
             "/etc/systemd/system/bt-marker.service")
-        stamp.write_text(stamp_text)
+        building.rename(root)
     return root
 
 

@@ -1,6 +1,7 @@
 """A real Debian 13 with systemd, made into a library OS with add-os --from (from its root,
 and from a live-build ISO of it), boots live from the swarm with its own kernel."""
 
+import json
 import shutil
 
 from boottorrentlab.lab import LabConfig
@@ -40,6 +41,16 @@ def test_a_debian_root_added_with_from_boots_live_with_its_own_kernel_on_two_mac
         # No boot=live: live-boot and live-config in the root stay out of it.
         assert "live-config=inactive" in line, line
         TIMINGS.append(timing_line("Debian 13 live, own kernel", vm))
+
+    # The OS knows nothing of the server: its own DHCP request (systemd-networkd's) tells the
+    # daemon it is up, phase-1 having given its address back at the kexec.
+    lab.wait_for(lambda: all(vm.record.get("stage") == "booted" for vm in vms),
+                 timeout=120, what="the Debian machines to be booted")
+    listed = {c["mac"]: c for c in json.loads(lab.ctl("clients", "--json").stdout)}
+    for vm in vms:
+        client = listed[vm.mac]
+        assert (client["stage"], client["os"], client["error"]) == ("booted", "debian", ""), client
+        assert client["ip"], client
 
 
 def test_a_live_build_iso_added_with_from_boots_with_live_config_on_its_own_kernel(make_lab):

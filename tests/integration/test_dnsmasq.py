@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from boottorrentd.clients.registry import Asker
 from boottorrentd.config import Config, parse_config
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.session.children.dnsmasq import IPXE_DIR, Dnsmasq
-from boottorrentd.session.children.leases import LeaseEvent
+from boottorrentd.session.children.leases import PHASE1_VENDOR_CLASS, LeaseEvent
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import world_readable_tmpdir
 from tests.lanclients import PXE_CLIENT, dhcp, in_range, mac_of, pxe, tlv, write_udhcpc_script
@@ -297,15 +298,23 @@ class Events:
         async for event in dns.lease_events():
             await self.queue.put(event)
 
-    async def next(self, action: str) -> LeaseEvent:
+    async def next(self, *actions: str) -> LeaseEvent:
         event = await asyncio.wait_for(self.queue.get(), 10)
-        assert event.action == action, event
+        assert event.action in actions, event
         return event
 
     async def end(self) -> None:
         """The consumer's loop ends (after Dnsmasq.close()) with nothing left over."""
         await asyncio.wait_for(self.task, 5)
         assert self.queue.empty(), self.queue.get_nowait()
+
+
+async def kill(*clients: asyncio.subprocess.Process) -> None:
+    """End the DHCP clients a test started that still run."""
+    for client in clients:
+        if client.returncode is None:
+            client.kill()
+            await client.wait()
 
 
 def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
@@ -330,7 +339,7 @@ def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
             assert added.mac == mac and added.hostname == "labpc7"
             assert in_range(added.ip, lan.address(100), lan.address(150))
             assert "eth0" in added.tags and "ipxe" not in added.tags
-            assert added.from_request and added.pxe is True
+            assert added.from_request and added.asker == Asker.FIRMWARE
 
             # dnsmasq counts expiry in seconds: a renewal within the same second is no
             # change, and no event.
@@ -338,7 +347,8 @@ def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
             client.send_signal(signal.SIGUSR1)  # udhcpc: renew now
             renewed = await events.next("old")
             assert (renewed.mac, renewed.ip) == (mac, added.ip)
-            assert renewed.pxe is None  # dnsmasq keeps no request data with the lease
+            # dnsmasq keeps no request data with the lease.
+            assert renewed.asker == Asker.UNKNOWN
 
             # A restarted dnsmasq (prepare() again, as the supervisor would) replays
             # the leases it knows; the socket and the lease file survived.
@@ -355,9 +365,7 @@ def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
             assert (released.action, released.mac, released.ip) == ("del", mac, added.ip)
             await asyncio.wait_for(client.wait(), 10)
         finally:
-            if client.returncode is None:
-                client.kill()
-                await client.wait()
+            await kill(client)
         dns.close()
         await events.end()
 
@@ -366,6 +374,73 @@ def test_lease_events_report_a_new_lease_its_renewal_a_restart_and_the_release(
     except BaseException:
         print("\n".join(server.log for server in servers))
         raise
+
+
+def test_lease_events_say_whether_phase1_or_the_machines_own_os_asked(
+        lan: Lan, runtime: Path, udhcpc_script: Path):
+    srv, cli = lan.add("srv"), lan.add("cli")
+    srv.add_address(1)
+    mac = mac_of(cli)
+    dns = Dnsmasq(make_config(lan), runtime)
+    server = start(srv, dns)
+
+    async def udhcpc(*options: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", cli.name, "busybox", "udhcpc", "-i", "eth0", "-f",
+            "-T", "1", "-s", str(udhcpc_script), *options,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def stop(client: asyncio.subprocess.Process) -> None:
+        if client.returncode is None:
+            client.terminate()  # without -R: no release
+            await asyncio.wait_for(client.wait(), 10)
+
+    async def scenario() -> None:
+        events = Events(dns)
+        clients = [await udhcpc("-V", PHASE1_VENDOR_CLASS)]  # as phase-1's agent asks
+        try:
+            phase1 = await events.next("add")
+            assert (phase1.mac, phase1.asker) == (mac, Asker.PHASE1)
+
+            # The OS's own DHCP client (no option 60, as systemd-networkd) asking for the
+            # address phase-1 still holds: a fresh request, so dnsmasq passes its data
+            # with the "old" event (only renewals and its replay at start lack it).
+            await stop(clients[0])
+            await asyncio.sleep(1.1)  # a change within the same second is no event
+            clients.append(await udhcpc("-V", ""))
+            kept = await events.next("old")
+            assert (kept.mac, kept.ip, kept.asker) == (mac, phase1.ip, Asker.SYSTEM)
+            await stop(clients[1])
+
+            # phase-1 gives its address back as it hands over to a kexec'd kernel (the
+            # agent's SIGUSR2: release)...
+            await asyncio.sleep(1.1)
+            clients.append(await udhcpc("-V", PHASE1_VENDOR_CLASS))
+            again = await events.next("old")
+            assert (again.mac, again.asker) == (mac, Asker.PHASE1)
+            clients[2].send_signal(signal.SIGUSR2)
+            released = await events.next("del")
+            assert (released.mac, released.ip) == (mac, phase1.ip)
+            await stop(clients[2])
+
+            # ...so the OS's request is a new lease, whatever client-id it sends (networkd's
+            # is a DUID, not phase-1's MAC: without the release it holds a second address).
+            clients.append(await udhcpc("-V", "", "-x", "hostname:labpc7"))
+            system = await events.next("add")
+            assert (system.mac, system.hostname, system.asker) == (mac, "labpc7", Asker.SYSTEM)
+            assert system.vendor_class is None
+        finally:
+            await kill(*clients)
+        dns.close()
+        await events.end()
+
+    try:
+        asyncio.run(scenario())
+    except BaseException:
+        print(server.log)
+        raise
+    finally:
+        server.stop()
 
 
 def test_prepare_again_keeps_the_lease_file_and_rebinds_a_removed_socket(lan: Lan,
@@ -395,13 +470,13 @@ def test_prepare_again_keeps_the_lease_file_and_rebinds_a_removed_socket(lan: La
         event = await events.next("add")
         assert event == LeaseEvent("add", "aa:bb:cc:00:11:22", ip, "pc1",
                                    frozenset({"efi64", "eth0"}), "udhcp 1.35.0", True)
-        assert event.pxe is False  # e.g. an installed OS renewing: not a new boot
+        assert event.asker == Asker.SYSTEM  # e.g. an installed OS: not a new boot
 
         dns.socket_path.unlink()  # e.g. someone cleaned the runtime folder
         await asyncio.to_thread(dns.prepare)
         assert await send("old", "aa:bb:cc:00:11:22", ip) == 0
         event = await events.next("old")
-        assert (event.hostname, event.from_request, event.pxe) == (None, False, None)
+        assert (event.hostname, event.from_request, event.asker) == (None, False, Asker.UNKNOWN)
 
         # Sent before close(): still delivered, then the iteration ends.
         assert await send("del", "aa:bb:cc:00:11:22", ip) == 0

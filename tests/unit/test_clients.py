@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.clients.registry import STAGES, Client, Registry, validate_report
+from boottorrentd.clients.registry import STAGES, Asker, Client, Registry, validate_report
 
 MAC = "52:54:00:12:34:56"
 
@@ -103,25 +103,82 @@ def test_a_lease_during_a_boot_keeps_the_stage(registry):
 
 
 @pytest.mark.parametrize("final", [{"stage": "booted"}, {"stage": "failed", "error": "bad"}])
-def test_a_lease_after_a_finished_boot_starts_a_new_one(registry, final):
+def test_a_lease_asked_for_by_the_firmware_after_a_finished_boot_starts_a_new_one(registry,
+                                                                                 final):
     booted(registry)
     registry.report(MAC, final)
 
-    registry.lease("old", MAC, "10.0.0.50", None)
+    registry.lease("old", MAC, "10.0.0.50", None, asker=Asker.FIRMWARE)
 
     client = registry.clients[MAC]
     assert (client.stage, client.progress, client.error, client.os, client.peers) == (
         "dhcp", 0.0, "", "", 0)
 
 
-def test_a_lease_known_not_to_come_from_pxe_leaves_a_booted_machine_alone(registry):
+@pytest.mark.parametrize("asker", [Asker.SYSTEM, Asker.PHASE1, Asker.UNKNOWN])
+def test_a_lease_not_asked_for_by_the_firmware_leaves_a_booted_machine_alone(registry, asker):
     booted(registry)
 
-    # The booted OS renewing its address is not a new boot.
-    registry.lease("old", MAC, "10.0.0.50", "lab1", pxe=False)
+    # The booted OS asking for its address again, renewing it (UNKNOWN: dnsmasq passes no
+    # request data then), or losing its name to another lease is not a new boot.
+    registry.lease("old", MAC, "10.0.0.50", "lab1", asker=asker)
 
     client = registry.clients[MAC]
-    assert (client.stage, client.hostname) == ("booted", "lab1")
+    assert (client.stage, client.hostname, client.os) == ("booted", "lab1", "debian12")
+
+
+def handed_over(registry: Registry) -> None:
+    """Take a machine to the hand-over to its OS: phase-1 reported booting."""
+    registry.lease("add", MAC, "10.0.0.50", None, asker=Asker.FIRMWARE)
+    registry.http_seen(MAC, "10.0.0.50", "menu")
+    registry.http_seen(MAC, "10.0.0.50", "phase1")
+    registry.lease("add", MAC, "10.0.0.50", None, asker=Asker.PHASE1)
+    registry.report(MAC, {"stage": "booting", "os": "debian12", "progress": 1.0})
+
+
+def test_a_machine_whose_own_os_asks_for_a_lease_while_booting_is_booted(registry):
+    handed_over(registry)
+    # phase-1 gave its address back before the kexec.
+    registry.lease("del", MAC, "10.0.0.50", None)
+
+    registry.lease("add", MAC, "10.0.0.61", "lab1", asker=Asker.SYSTEM)
+
+    client = registry.clients[MAC]
+    assert (client.stage, client.os, client.progress, client.ip, client.hostname) == (
+        "booted", "debian12", 1.0, "10.0.0.61", "lab1")
+
+
+@pytest.mark.parametrize("asker", [Asker.PHASE1, Asker.UNKNOWN])
+def test_phase1_renewing_its_lease_while_booting_does_not_make_the_machine_booted(
+        registry, asker):
+    handed_over(registry)
+
+    # phase-1's udhcpc renews (an "old" event carries no request data: UNKNOWN).
+    registry.lease("old", MAC, "10.0.0.50", None, asker=asker)
+
+    assert registry.clients[MAC].stage == "booting"
+
+
+@pytest.mark.parametrize("stage", ["phase1", "downloading", "seeding"])
+def test_a_lease_asked_for_by_an_os_before_the_hand_over_keeps_the_stage(registry, stage):
+    registry.lease("add", MAC, "10.0.0.50", None, asker=Asker.FIRMWARE)
+    registry.http_seen(MAC, "10.0.0.50", "phase1")
+    if stage != "phase1":
+        registry.report(MAC, {"stage": stage})
+
+    registry.lease("add", MAC, "10.0.0.50", None, asker=Asker.SYSTEM)
+
+    assert registry.clients[MAC].stage == stage
+
+
+def test_firmware_asking_after_a_boot_its_os_reported_through_dhcp_starts_a_new_one(registry):
+    handed_over(registry)
+    registry.lease("add", MAC, "10.0.0.61", "lab1", asker=Asker.SYSTEM)
+
+    registry.lease("add", MAC, "10.0.0.61", None, asker=Asker.FIRMWARE)
+
+    client = registry.clients[MAC]
+    assert (client.stage, client.os, client.progress) == ("dhcp", "", 0.0)
 
 
 def test_fetching_the_boot_script_starts_a_new_boot_attempt(registry):

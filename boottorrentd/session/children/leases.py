@@ -47,7 +47,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from boottorrentd.clients.registry import Asker
+
 log = logging.getLogger(__name__)
+
+# What phase-1's DHCP client sends as its vendor class (udhcpc -V in phase1/agent/init).
+PHASE1_VENDOR_CLASS = "boottorrent-phase1"
 
 # Seconds the hook waits for room in the socket's queue before it gives up on the event.
 SEND_TIMEOUT = 5
@@ -126,12 +131,19 @@ class LeaseEvent:
     from_request: bool = False
 
     @property
-    def pxe(self) -> bool | None:
-        """Whether PXE firmware or iPXE asked (both say "PXEClient" in option 60); None
-        when the event does not carry the request's data."""
+    def asker(self) -> Asker:
+        """Who asked, by the request's vendor class (option 60) and tags: PXE ROMs and
+        iPXE say "PXEClient" (iPXE also gets the "ipxe" tag), UEFI HTTP Boot
+        "HTTPClient", phase-1's udhcpc PHASE1_VENDOR_CLASS (its -V); any other asker is
+        the machine's own OS. UNKNOWN when the event does not carry the request's data."""
         if not self.from_request:
-            return None
-        return "ipxe" in self.tags or (self.vendor_class or "").startswith("PXEClient")
+            return Asker.UNKNOWN
+        vendor_class = self.vendor_class or ""
+        if "ipxe" in self.tags or vendor_class.startswith(("PXEClient", "HTTPClient")):
+            return Asker.FIRMWARE
+        if vendor_class == PHASE1_VENDOR_CLASS:
+            return Asker.PHASE1
+        return Asker.SYSTEM
 
 
 def parse_lease_event(data: bytes) -> LeaseEvent:

@@ -6,7 +6,6 @@ initrd (-kernel/-initrd: the PXE part is the lab's). Each OS prints a unique mar
 serial console, which is the proof that it was downloaded, verified and started.
 """
 
-import hashlib
 import json
 import lzma
 import os
@@ -30,6 +29,7 @@ from boottorrentd.phase1.cpio import Archive, read_cpio_newc
 from boottorrentd.phase1.qemu import build_qemu, qemu_image
 from boottorrentd.session.seeding import CHILD
 from boottorrentd.util.wait import wait_until
+from boottorrentlab.devkit.files import sha256
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import Daemon, world_readable_tmpdir
 from tests.integration.test_session import config_text, payload_os
@@ -77,10 +77,6 @@ def built() -> Iterator[Built]:
                                       "install"}
     yield Built(state / "phase1", manifest, seconds)
     shutil.rmtree(state, ignore_errors=True)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_build_is_reproducible_and_small(built: Built, tmp_path):

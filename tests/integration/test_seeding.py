@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import hashlib
 import json
 import os
 import pwd
@@ -51,6 +50,7 @@ from boottorrentd.session.children.transmission import TransmissionSeeder
 from boottorrentd.session.seeder import ENGINES, SeedEngine, make_seeder
 from boottorrentd.session.supervisor import ChildSpec
 from boottorrentd.util.wait import wait_until
+from boottorrentlab.devkit.files import sha256
 from boottorrentlab.devkit.lan import Lan, Netns
 from tests.conftest import world_readable_tmpdir
 
@@ -165,14 +165,6 @@ def scrape(netns: str, announce_url: str, infohash: str) -> dict:
 
 def json_load(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- the site: a server namespace with a library, its tracker and its seed ---------------

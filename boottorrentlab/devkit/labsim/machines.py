@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..agent import client_runner, read_status
+from ..files import sha256
 from ..lan import Netns
 from .config import HTTP_PORT, OS_NAME, PAYLOAD, SimConfig
 from .nshttp import http
@@ -231,10 +232,3 @@ async def run_in(ns: Netns, *cmd: str) -> str:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {out.decode()[-300:]}")
     return out.decode()
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

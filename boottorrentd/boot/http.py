@@ -180,9 +180,10 @@ class BootServer:
         plan = plan_boot(mac, self._oss(), self.registry.assignments, cfg,
                          self.registry.imaged)
         ready = await asyncio.to_thread(self.phase1_ready)
+        qemu_ready = await asyncio.to_thread(self.qemu_ready)
         script = render_ipxe(plan, server=self.server_address, phase1_ready=ready,
                              cmdline_extra=cfg.client.extra_cmdline,
-                             qemu_oss=qemu_oss(self.library.entries))
+                             qemu_oss=qemu_oss(self.library.entries), qemu_ready=qemu_ready)
         if request.method == "GET":
             # A HEAD (a person checking with curl -I) is not a machine booting.
             self.registry.http_seen(mac, request.remote or "", Stage.MENU)

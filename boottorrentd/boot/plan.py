@@ -187,15 +187,24 @@ def render_chain(server: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Qemu:
+    """The OSes that run in a virtual machine, and whether QEMU's initramfs is built."""
+
+    oss: frozenset[str]
+    ready: bool
+
+
 def render_ipxe(
     plan: BootPlan, *, server: str, phase1_ready: bool, cmdline_extra: str = "",
-    qemu_oss: Collection[str] = (),
+    qemu_oss: Collection[str] = (), qemu_ready: bool = False,
 ) -> str:
     """The iPXE script that carries out `plan`.
 
     `server` is "host:port" of the boot HTTP server as the clients reach it. When
     `phase1_ready` is false no OS can boot, so the script only says how to fix that.
-    The OSes in `qemu_oss` run in a virtual machine: phase-1 gets QEMU's initramfs too.
+    The OSes in `qemu_oss` run in a virtual machine: phase-1 gets QEMU's initramfs too,
+    or, unless `qemu_ready`, the machine is told that it is not built.
     """
     lines = ["#!ipxe", f"# BootTorrent boot script for {plan.mac}: {ipxe_text(plan.reason)}"]
     if plan.kind == PlanKind.NONE:
@@ -216,7 +225,8 @@ def render_ipxe(
             "exit",
         ]
     else:
-        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra), qemu_oss)
+        lines += _boot_lines(plan, server, _cmdline_text(cmdline_extra),
+                             _Qemu(frozenset(qemu_oss), qemu_ready))
     return "\n".join(lines) + "\n"
 
 
@@ -232,8 +242,7 @@ def _local_lines(plan: BootPlan) -> list[str]:
     ]
 
 
-def _boot_lines(plan: BootPlan, server: str, extra: str,
-                qemu_oss: Collection[str]) -> list[str]:
+def _boot_lines(plan: BootPlan, server: str, extra: str, qemu: _Qemu) -> list[str]:
     """The menu (if any), one label per OS that loads phase-1 for it, and the fallbacks."""
     labels = {item.name: item.label for item in plan.items}
     if plan.kind == PlanKind.DIRECT:
@@ -250,8 +259,7 @@ def _boot_lines(plan: BootPlan, server: str, extra: str,
         raise ValueError(f"unknown boot plan kind {plan.kind!r}; expected one of {kinds}")
 
     for name in targets:
-        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra,
-                               qemu=name in qemu_oss)
+        lines += _phase1_lines(name, ipxe_text(labels[name]) or name, server, extra, qemu)
     if plan.kind == PlanKind.MENU:
         lines += [
             f":{_CANCEL}",
@@ -283,10 +291,18 @@ def _menu_lines(plan: BootPlan) -> list[str]:
     return lines
 
 
-def _phase1_lines(name: str, label: str, server: str, extra: str, *,
-                  qemu: bool = False) -> list[str]:
+def _phase1_lines(name: str, label: str, server: str, extra: str, qemu: _Qemu) -> list[str]:
     """The script label `name`: phase-1 over HTTP, told to fetch and start the OS `name`
-    (with QEMU's initramfs after phase-1's when `qemu`: the kernel unpacks both)."""
+    (with QEMU's initramfs after phase-1's when it runs in QEMU: the kernel unpacks both)."""
+    if name in qemu.oss and not qemu.ready:
+        # Phase-1 without QEMU could only fail once it has downloaded the OS.
+        return [
+            f":{name}",
+            f"echo BootTorrent: {label} ({name}) runs in QEMU, and {ipxe_text(QEMU_NOT_BUILT)}",
+            f"echo This machine gives up in {NOT_BUILT_PAUSE} seconds: boot it again after that.",
+            f"sleep {NOT_BUILT_PAUSE}",
+            "exit",
+        ]
     cmdline = (
         f"initrd=initrd.img boottorrent.server={server} boottorrent.os={name} "
         "boottorrent.mac=${net0/mac}"
@@ -298,7 +314,8 @@ def _phase1_lines(name: str, label: str, server: str, extra: str, *,
         f"echo BootTorrent: starting {label} ({name})",
         f"kernel http://{server}/phase1/vmlinuz {cmdline} || goto {_FAILED}",
         f"initrd http://{server}/phase1/initrd.img || goto {_FAILED}",
-        *([f"initrd http://{server}/phase1/{QEMU_IMAGE} || goto {_FAILED}"] if qemu else []),
+        *([f"initrd http://{server}/phase1/{QEMU_IMAGE} || goto {_FAILED}"]
+          if name in qemu.oss else []),
         f"boot || goto {_FAILED}",
     ]
 
@@ -360,14 +377,6 @@ def render_grub(
 
 def _indent(lines: list[str]) -> list[str]:
     return [f"  {line}" for line in lines]
-
-
-@dataclass(frozen=True)
-class _Qemu:
-    """The OSes that run in a virtual machine, and whether QEMU's initramfs is built."""
-
-    oss: frozenset[str]
-    ready: bool
 
 
 def _grub_plan(plan: BootPlan, mac: str, server: str, phase1_ready: bool,

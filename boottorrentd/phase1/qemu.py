@@ -48,10 +48,10 @@ MODULES = ("accel-tcg-x86_64.so", "hw-display-virtio-gpu.so", "hw-display-virtio
            "hw-display-virtio-vga.so")
 # The methods that need the flavour.
 QEMU_METHODS = ("qemu", "bin-qemu-x86_64")
-# What a machine that needs the flavour is told while it is missing (iPXE gets it as the
-# HTTP reason, GRUB's config echoes it).
-QEMU_NOT_BUILT = ("phase-1's QEMU flavour is not built; the server builds it when an OS of "
-                  "method qemu is added; build it now with: boottorrentctl build-client")
+# What a machine that needs the flavour is told while it is missing: the boot script
+# (iPXE) and GRUB's config echo it, the boot HTTP server gives it as its 404's reason.
+QEMU_NOT_BUILT = ("the QEMU flavour of phase-1 is not built; the server builds it when an "
+                  "OS of method qemu is added; build it now with: boottorrentctl build-client")
 
 
 def needs_qemu(methods: list[str]) -> bool:

@@ -39,7 +39,8 @@ def plan(*, assignments: dict[str, str] | None = None, oss: dict[str, str] | Non
 
 
 def script(p: BootPlan, **kw: object) -> str:
-    return render_ipxe(p, server=SERVER, phase1_ready=kw.pop("phase1_ready", True), **kw)  # type: ignore[arg-type]
+    return render_ipxe(p, server=SERVER, phase1_ready=kw.pop("phase1_ready", True),  # type: ignore[arg-type]
+                       qemu_ready=kw.pop("qemu_ready", True), **kw)  # type: ignore[arg-type]
 
 
 def commands(text: str) -> list[str]:
@@ -103,6 +104,21 @@ def test_an_os_run_in_qemu_gets_the_qemu_initramfs_after_phase1s_and_others_do_n
     assert freedos.index(qemu) == freedos.index(
         f"initrd http://{SERVER}/phase1/initrd.img || goto _bt_failed") + 1
     assert lines.count(qemu) == 1
+
+
+def test_without_the_qemu_flavour_ipxe_says_so_for_qemu_oses_and_boots_the_others():
+    lines = script(plan(timeout=30, default_os="debian12"), qemu_oss=["freedos"],
+                   qemu_ready=False).splitlines()
+
+    freedos = lines[lines.index(":freedos"):lines.index(":memtest")]
+    assert not any(line.startswith(("kernel", "initrd")) for line in freedos)
+    said = " ".join(freedos)
+    # The words GRUB's config and the boot HTTP server's reason for qemu.img use.
+    assert "runs in QEMU, and the QEMU flavour of phase-1 is not built, the server" in said
+    assert "build it now with: boottorrentctl build-client" in said
+    assert freedos[-2:] == [f"sleep {NOT_BUILT_PAUSE}", "exit"]
+    assert f"initrd http://{SERVER}/phase1/initrd.img || goto _bt_failed" in lines
+    assert not any("qemu.img" in line for line in lines)
 
 
 def test_an_imaged_machine_boots_from_its_disk_even_before_phase1_is_built():
@@ -466,7 +482,7 @@ def test_without_the_qemu_flavour_grub_says_so_for_qemu_oses_and_boots_the_other
     assert not any(line.startswith(("if linux", "if initrd")) for line in freedos)
     said = " ".join(freedos)
     # The words of the iPXE path (the boot HTTP server's reason for qemu.img).
-    assert "runs in QEMU, and phase-1'\\''s QEMU flavour is not built" in said
+    assert "runs in QEMU, and the QEMU flavour of phase-1 is not built; the server" in said
     assert "build it now with: boottorrentctl build-client" in said
     assert freedos[-2:] == [f"sleep {NOT_BUILT_PAUSE}", "exit"]
     assert "if initrd /phase1/initrd.img; then" in menu_entry(lines, "debian12")

@@ -44,8 +44,8 @@ from boottorrentd.boot.plan import (
 )
 from boottorrentd.clients.registry import Registry, Stage
 from boottorrentd.config import Config
-from boottorrentd.library.names import NAME_RE
 from boottorrentd.library.store import OSEntry
+from boottorrentd.names import NAME_RE
 from boottorrentd.phase1.manifest import BOOT_FILES
 from boottorrentd.phase1.qemu import QEMU_IMAGE, QEMU_NOT_BUILT, qemu_image
 from boottorrentd.util.mac import normalize_mac

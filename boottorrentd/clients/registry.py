@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from boottorrentd.library.names import NAME_RE
+from boottorrentd.names import NAME_RE
 from boottorrentd.util.fs import read_state, write_atomic
 from boottorrentd.util.mac import normalize_mac
 

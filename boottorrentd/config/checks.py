@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from boottorrentd.library.names import name_fix
+from boottorrentd.names import name_fix
 
 Check = Callable[[Any], str | None]
 

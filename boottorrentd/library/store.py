@@ -20,10 +20,10 @@ import yaml
 from boottorrentd.errors import Busy, ConfigError, Exists, InvalidArgument, NotFound
 from boottorrentd.library import osimport
 from boottorrentd.library.integrity import quick_check
-from boottorrentd.library.names import check_name
 from boottorrentd.library.osspec import OSSpec, load_os_config, parse_os_config, render_os_config
 from boottorrentd.library.payload import scan_payload
 from boottorrentd.library.torrent import TorrentInfo, make_torrent, read_torrent
+from boottorrentd.names import check_name
 from boottorrentd.util.fs import (
     CORRUPT_SUFFIX,
     TMP_PREFIX,

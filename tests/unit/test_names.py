@@ -4,7 +4,7 @@ import pytest
 
 from boottorrentd.config import ConfigError, load_yaml, parse_config
 from boottorrentd.errors import InvalidArgument
-from boottorrentd.library.names import check_name, name_fix
+from boottorrentd.names import check_name, name_fix
 
 NAMES = ["debian12", "2024", "win.11_x-64", "a" * 64, "Debian12", "a b", "-x", ".x", "a/b",
          "", "a" * 65, "déb"]

@@ -196,7 +196,8 @@ class BootServer:
         return web.Response(text=script, content_type=IPXE_TYPE)
 
     async def _uefi_loader(self, request: web.Request) -> web.StreamResponse:
-        served = await asyncio.to_thread(loaders, self.cfg.boot.uefi_loader)
+        boot = self.cfg.boot
+        served = await asyncio.to_thread(loaders, boot.uefi_loader, grub=boot.grub_image)
         name = request.match_info["file"].lstrip("/")
         path = served.http_files.get(name)
         if path is None:

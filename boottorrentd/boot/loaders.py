@@ -88,9 +88,11 @@ def _has_http_driver(grub: Path, mtime_ns: int, size: int) -> bool:
 
 
 def loaders(uefi_loader: str, *, ipxe_dir: Path = IPXE_DIR, shim: Path = SHIM,
-            grub: Path = GRUB) -> Loaders:
-    """The loaders served for `uefi_loader` ("shim" or "ipxe"). Reads the GRUB image once
-    (grub_http_boot): call it off the event loop."""
+            grub: Path | str | None = None) -> Loaders:
+    """The loaders served for `uefi_loader` ("shim" or "ipxe"), with the GRUB image `grub`
+    (boot.grub_image; None: Debian's). Reads the GRUB image once (grub_http_boot): call it
+    off the event loop."""
+    grub = GRUB if grub is None else Path(grub)
     files = {BIOS_LOADER: ipxe_dir / BIOS_LOADER}
     efi = next((name for name in EFI_IPXE if (ipxe_dir / name).exists()), EFI_IPXE[0])
     ipxe = {efi: ipxe_dir / efi}

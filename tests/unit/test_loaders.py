@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.boot.loaders import grub_http_boot, loaders
+from boottorrentd.boot.loaders import GRUB, grub_http_boot, loaders
 
 
 def fake_ipxe(tmp_path: Path, *names: str) -> Path:
@@ -76,3 +76,10 @@ def test_a_missing_signed_loader_names_the_packages_and_the_way_around(tmp_path:
 def test_an_unknown_uefi_loader_is_refused():
     with pytest.raises(ValueError, match="shim or ipxe"):
         loaders("grub")
+
+
+def test_the_grub_image_is_debians_unless_the_config_names_one(tmp_path: Path):
+    ipxe = fake_ipxe(tmp_path, "undionly.kpxe", "snponly.efi")
+    assert loaders("shim", ipxe_dir=ipxe).files["grubx64.efi"] == GRUB
+    named = loaders("shim", ipxe_dir=ipxe, grub=str(tmp_path / "grubnetx64.efi.signed"))
+    assert named.files["grubx64.efi"] == tmp_path / "grubnetx64.efi.signed"

@@ -4,7 +4,8 @@ Routes (every 4xx carries a reason a person can act on):
 
     GET  /boot.ipxe                    the same tiny script for every machine: chains to
     GET  /boot/{mac}.ipxe              the machine's own script (menu, direct boot, or why not)
-    GET  /uefi/{loader}                UEFI HTTP Boot's first loader (iPXE for UEFI)
+    GET  /uefi/{loader}                UEFI HTTP Boot's loaders (shim and GRUB, or iPXE)
+    GET  /grub/grub.cfg                GRUB's config, for GRUB started by UEFI HTTP Boot
     GET  /phase1/{vmlinuz,initrd.img}  the phase-1 image, from phase1_dir
     GET  /torrents/{name}.torrent      an OS's torrent
     GET  /os/{name}/boot.json          what phase-1 needs to fetch and start an OS
@@ -33,10 +34,11 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from boottorrentd.boot.loaders import loaders
+from boottorrentd.boot.loaders import GRUB_CONFIG, loaders
 from boottorrentd.boot.plan import (
     boot_env,
     boot_json,
+    grub_config,
     plan_boot,
     qemu_oss,
     render_chain,
@@ -129,7 +131,10 @@ class BootServer:
         app = web.Application(client_max_size=MAX_REPORT + 1)
         app.router.add_get("/boot.ipxe", self._chain)
         app.router.add_get(r"/boot/{mac:[^/]+}.ipxe", self._boot_script)
-        app.router.add_get("/uefi/{file}", self._uefi_loader)
+        # shim asks for the next loader as its own URL's folder, a slash, then the name:
+        # /uefi//grubx64.efi.
+        app.router.add_get(r"/uefi/{file:/?[^/]+}", self._uefi_loader)
+        app.router.add_get(f"/{GRUB_CONFIG}", self._grub_config)
         app.router.add_get("/phase1/{file}", self._phase1)
         app.router.add_get(r"/torrents/{name:[^/]+}.torrent", self._torrent)
         app.router.add_get("/os/{name}/boot.json", self._boot_json)
@@ -191,16 +196,32 @@ class BootServer:
         return web.Response(text=script, content_type=IPXE_TYPE)
 
     async def _uefi_loader(self, request: web.Request) -> web.StreamResponse:
-        served = loaders(self.cfg.boot.uefi_loader)
-        name = request.match_info["file"]
-        if name != served.http_boot:
+        boot = self.cfg.boot
+        served = await asyncio.to_thread(loaders, boot.uefi_loader, grub=boot.grub_image)
+        name = request.match_info["file"].lstrip("/")
+        path = served.http_files.get(name)
+        if path is None:
             raise _reason(web.HTTPNotFound,
                           f"no UEFI loader {name!r}; UEFI HTTP Boot gets {served.http_boot}")
-        if not await asyncio.to_thread(_regular_file, served.http_boot_file):
-            raise _reason(web.HTTPNotFound, f"{served.http_boot_file} is missing; install "
-                          "it with 'apt install ipxe'")
-        return web.FileResponse(served.http_boot_file,
-                                headers={"Content-Type": "application/efi"})
+        if not await asyncio.to_thread(_regular_file, path):
+            why = served.missing() or f"{path} is missing; install it with 'apt install ipxe'"
+            raise _reason(web.HTTPNotFound, why)
+        return web.FileResponse(path, headers={"Content-Type": "application/efi"})
+
+    async def _grub_config(self, request: web.Request) -> web.Response:
+        """The GRUB config the session writes for TFTP, rendered for this request: its
+        paths are relative to the server GRUB was loaded from, TFTP or this one."""
+        cfg = self.cfg
+        if cfg.boot.uefi_loader != "shim":
+            raise _reason(web.HTTPNotFound, "no GRUB config: boot.uefi_loader is "
+                          f"{cfg.boot.uefi_loader}, so UEFI machines boot iPXE, not GRUB")
+        ready = await asyncio.to_thread(self.phase1_ready)
+        qemu_ready = await asyncio.to_thread(self.qemu_ready)
+        text = grub_config(self._oss(), self.registry.assignments, cfg,
+                           server=self.server_address, phase1_ready=ready,
+                           imaged=self.registry.imaged,
+                           qemu_oss=qemu_oss(self.library.entries), qemu_ready=qemu_ready)
+        return web.Response(text=text, content_type="text/plain")
 
     def phase1_ready(self) -> bool:
         return all(_regular_file(self.phase1_dir / name) for name in BOOT_FILES)

@@ -351,13 +351,14 @@ def render_grub(
 ) -> str:
     """grub/grub.cfg of UEFI machines on the signed chain: every machine's plan in one file.
 
-    Debian 12's GRUB network image has no HTTP, so it reads this file and phase-1 over
-    TFTP, which serves files, not answers: the file holds a branch per MAC with a plan of
-    its own (`assigned`, by MAC), and `others`, the plan of every other machine. Each plan
-    renders as `render_ipxe` renders it: the menu with its default and timeout (a
-    negative one waits), or the OS at once, or why nothing boots. The OSes in `qemu_oss`
-    run in a virtual machine: GRUB loads QEMU's initramfs after phase-1's for them, or,
-    unless `qemu_ready`, says that it is not built.
+    GRUB reads this file and phase-1 over TFTP, or over HTTP when UEFI HTTP Boot started
+    it (the paths are relative to the server it came from). TFTP serves files, not
+    answers: the file holds a branch per MAC with a plan of its own (`assigned`, by MAC),
+    and `others`, the plan of every other machine. Each plan renders as `render_ipxe`
+    renders it: the menu with its default and timeout (a negative one waits), or the OS
+    at once, or why nothing boots. The OSes in `qemu_oss` run in a virtual machine: GRUB
+    loads QEMU's initramfs after phase-1's for them, or, unless `qemu_ready`, says that
+    it is not built.
     """
     extra = _cmdline_text(cmdline_extra)
     qemu = _Qemu(frozenset(qemu_oss), qemu_ready)
@@ -428,9 +429,10 @@ def _grub_echo(text: str) -> str:
 
 def _grub_phase1(name: str, label: str, mac: str, server: str, extra: str,
                  qemu: _Qemu) -> list[str]:
-    """GRUB commands that load phase-1 over TFTP, told to fetch and start the OS `name`
-    (with QEMU's initramfs after phase-1's when it runs in QEMU: GRUB's initrd loads the
-    files one after the other in memory, and the kernel unpacks each over the last)."""
+    """GRUB commands that load phase-1 from the server GRUB came from, told to fetch and
+    start the OS `name` (with QEMU's initramfs after phase-1's when it runs in QEMU: GRUB's
+    initrd loads the files one after the other in memory, and the kernel unpacks each over
+    the last)."""
     initrds = ["/phase1/initrd.img"]
     if name in qemu.oss:
         if not qemu.ready:
@@ -455,7 +457,7 @@ def _grub_phase1(name: str, label: str, mac: str, server: str, extra: str,
         "    boot",
         "  fi",
         "fi",
-        _grub_echo("BootTorrent: could not start the phase-1 image from the TFTP server"),
+        _grub_echo("BootTorrent: could not start the phase-1 image from the boot server"),
         _grub_echo(f"Check that the boot server is running. This machine gives up in "
                    f"{MESSAGE_PAUSE} seconds."),
         f"sleep {MESSAGE_PAUSE}",

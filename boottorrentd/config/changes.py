@@ -59,6 +59,7 @@ APPLY: dict[str, Apply] = {
     "network.prefix_length": R,
     "dhcp.mode": R,
     "boot.uefi_loader": R,  # dnsmasq hands the loader out
+    "boot.grub_image": R,  # dnsmasq serves it over TFTP
     "dhcp.probe_seconds": R,  # the probe runs at the start only
     "dhcp.watch_seconds": R,
     "tracker.kind": R,

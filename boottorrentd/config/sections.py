@@ -315,8 +315,17 @@ class LoaderSection:
         "The first loader UEFI x86-64 machines get from their firmware's PXE or HTTP boot. "
         "shim: Debian's signed chain (shim, then GRUB, then the Debian-signed phase-1 "
         "kernel), which boots with Secure Boot on or off. ipxe: iPXE (snponly.efi), which "
-        "a machine with Secure Boot on refuses.",
+        "a machine with Secure Boot on refuses. UEFI HTTP Boot gets shim too when GRUB "
+        "boots by HTTP (Debian 13's GRUB does, Debian 12's does not), else iPXE.",
         choices=("shim", "ipxe"),
+    )
+    grub_image: str | None = key(
+        None,
+        "The signed GRUB network image served after shim, as a file path. null: Debian's "
+        "(/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed). On a Debian 12 server, "
+        "Debian 13's image (from its grub-efi-amd64-signed package) lets Secure Boot "
+        "machines boot by UEFI HTTP Boot too.",
+        example="/srv/grub/grubnetx64.efi.signed",
     )
 
 

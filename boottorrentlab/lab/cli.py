@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--firmware", choices=(*FIRMWARES, "mixed"), default="bios",
                         help="the machines' firmware: bios (SeaBIOS, the NIC's iPXE ROM), "
                         "uefi (OVMF's own PXE), secureboot (OVMF with Secure Boot "
-                        "enforced), httpboot (OVMF's UEFI HTTP Boot), or mixed (bios, uefi "
+                        "enforced), httpboot (OVMF's UEFI HTTP Boot), securehttpboot (the same "
+                        "with Secure Boot enforced), or mixed (bios, uefi "
                         "and secureboot in turn); default bios")
     parser.add_argument("--memory", type=int, default=512, metavar="MB",
                         help="RAM per machine (default 512)")

@@ -147,8 +147,8 @@ class Lab:
     def add_vm(self, firmware: str = "bios", disks: tuple[Path, ...] = ()) -> VM:
         """A machine's tap on the bridge and its MAC; power it on with power_on().
 
-        `firmware`: bios, uefi, secureboot or httpboot (machines.FIRMWARES); `disks`: raw
-        image files it has as virtio disks.
+        `firmware`: bios, uefi, secureboot, httpboot or securehttpboot
+        (machines.FIRMWARES); `disks`: raw image files it has as virtio disks.
         """
         index = len(self.vms) + 1
         if index > 255:

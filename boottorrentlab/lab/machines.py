@@ -3,7 +3,8 @@
 Firmware: `bios` is SeaBIOS booting the virtio NIC's iPXE ROM; `uefi` is OVMF and
 `secureboot` OVMF with Secure Boot enforced (Microsoft's keys enrolled, as on a PC),
 both with the NIC's ROM off so that the firmware's own PXE runs, as on real hardware;
-`httpboot` is OVMF with PXE off, booting by UEFI HTTP Boot.
+`httpboot` is OVMF with PXE off, booting by UEFI HTTP Boot, and `securehttpboot` the same
+with Secure Boot enforced.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .config import QEMU, TARGET_STAGES
 # per machine number cannot clash with anything.
 MAC_PREFIX = "52:54:00:b7:00"
 
-FIRMWARES = ("bios", "uefi", "secureboot", "httpboot")
+FIRMWARES = ("bios", "uefi", "secureboot", "httpboot", "securehttpboot")
 # --firmware mixed: one machine of each in turn.
 MIXED = ("bios", "uefi", "secureboot")
 OVMF_DIR = Path("/usr/share/OVMF")
@@ -33,6 +34,7 @@ OVMF = {
     "uefi": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
     "secureboot": ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd"),
     "httpboot": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+    "securehttpboot": ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd"),
 }
 
 
@@ -138,14 +140,14 @@ def _firmware_args(vm: VM) -> list[str]:
         return ["-device", f"virtio-net-pci,netdev=net0,mac={vm.mac}"]
     code, _ = OVMF[vm.firmware]
     args = []
-    if vm.firmware == "secureboot":
+    if vm.firmware in ("secureboot", "securehttpboot"):
         # OVMF keeps its variables (the Secure Boot keys among them) writable only from
         # SMM: without it, any program could turn Secure Boot off.
         args += ["-machine", "q35,smm=on",
                  "-global", "driver=cfi.pflash01,property=secure,value=on"]
     else:
         args += ["-machine", "q35"]
-    if vm.firmware == "httpboot":
+    if vm.firmware in ("httpboot", "securehttpboot"):
         # PXE off (OVMF's knobs): the firmware boots by UEFI HTTP Boot alone.
         args += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
                  "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]

@@ -1,14 +1,22 @@
 """UEFI and Secure Boot: OVMF machines boot from the firmware's own PXE through the signed
 chain (shim → GRUB → the Debian-signed phase-1 kernel), beside a BIOS machine, and run an
-OS in QEMU with the QEMU initramfs GRUB loads after phase-1's."""
+OS in QEMU with the QEMU initramfs GRUB loads after phase-1's; by UEFI HTTP Boot, the same
+chain over HTTP where GRUB can (Debian 13's), else iPXE."""
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
+
+from boottorrentd.boot.loaders import GRUB, grub_http_boot
 from boottorrentd.phase1.qemu import QEMU_IMAGE
-from boottorrentlab.lab import Lab, LabConfig
+from boottorrentlab.lab import VM, Lab, LabConfig
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.helpers import BOOT_TIMEOUT, timing_line
+from tests.packaging.container import ARCHIVES, Container
 
 # What GRUB prints under its menu while the timeout runs.
 GRUB_MENU = "The highlighted entry will be executed automatically"
@@ -25,6 +33,26 @@ def _grub_config(lab: Lab) -> str:
 def _plain(text: str) -> str:
     # OVMF and GRUB draw with terminal escapes; the words are what matter here.
     return re.sub(r"\x1b\[[0-9;=?]*[A-Za-z]", " ", text)
+
+
+@pytest.fixture(scope="module")
+def http_grub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A signed GRUB that boots by UEFI HTTP Boot: this host's where it can (Debian 13),
+    else Debian 13's, downloaded through the packaging tests' trixie root."""
+    if grub_http_boot(GRUB):
+        return GRUB
+    container = Container.fresh("grub-http")
+    try:
+        container.download("grub-efi-amd64-signed")
+    finally:
+        shutil.rmtree(container.root, ignore_errors=True)
+    out = tmp_path_factory.mktemp("grub")
+    for deb in sorted(ARCHIVES.glob("grub-efi-amd64-signed_*.deb"), reverse=True):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], check=True)
+        image = out / GRUB.relative_to("/")
+        if grub_http_boot(image):
+            return image
+    raise AssertionError(f"no grub-efi-amd64-signed in {ARCHIVES} has GRUB's HTTP boot")
 
 
 def test_bios_uefi_and_secure_boot_machines_boot_the_same_os_from_one_swarm(make_lab, oses):
@@ -82,21 +110,46 @@ def test_an_unsigned_kernel_on_a_secure_boot_machine_fails_with_the_reason(make_
     TIMINGS.append(timing_line("secureboot, unsigned kernel", vm))
 
 
-def test_a_uefi_http_boot_machine_gets_the_loaders_url_and_boots(make_lab, oses):
-    target = oses["kexec-a"]
-    lab = make_lab(LabConfig(default_os=target.name, seed_time=0))
+def _http_boot(make_lab, target, firmware: str, **boot: str) -> tuple[Lab, VM, str]:
+    """One machine of `firmware` (PXE off) boots `target` by UEFI HTTP Boot, with the
+    `boot` section's keys; the lab, the machine and its plain console."""
+    lab = make_lab(LabConfig(default_os=target.name, seed_time=0,
+                             extra={"boot": boot} if boot else {}))
     lab.add_os(target.name, target.folder)
     lab.start_session()
-    # OVMF with PXE off: the firmware can only boot by UEFI HTTP Boot.
-    (vm,) = lab.boot(1, "httpboot")
+    (vm,) = lab.boot(1, firmware)
 
     outcome = lab.wait([vm], marker=target.marker, timeout=BOOT_TIMEOUT + 60)
 
     assert outcome.ok, outcome.problems
     console = _plain(vm.console_text())
-    assert f"http://{lab.server}/uefi/snponly.efi" in console, console[:3000]
     assert "NBP filename" not in console  # no PXE on the way
+    return lab, vm, console
+
+
+def test_a_uefi_http_boot_machine_gets_the_loaders_url_and_boots(make_lab, oses):
+    # This host's GRUB decides: shim and GRUB where it boots by HTTP, else iPXE.
+    loader = "shimx64.efi" if grub_http_boot(GRUB) else "snponly.efi"
+    lab, vm, console = _http_boot(make_lab, oses["kexec-a"], "httpboot")
+
+    assert f"http://{lab.server}/uefi/{loader}" in console, console[:3000]
     TIMINGS.append(timing_line("UEFI HTTP Boot", vm))
+
+
+def test_a_secure_boot_machine_boots_by_uefi_http_boot_through_shim_and_grub(make_lab, oses,
+                                                                             http_grub):
+    target = oses["kexec-a"]
+    # Secure Boot enforced and PXE off: only the signed chain over HTTP can boot it.
+    lab, vm, console = _http_boot(make_lab, target, "securehttpboot",
+                                  grub_image=str(http_grub))
+
+    assert f"http://{lab.server}/uefi/shimx64.efi" in console, console[:3000]
+    # GRUB read its config over HTTP (these are its words) and loaded phase-1 from there.
+    assert re.search(rf"BootTorrent: starting .*\({target.name}\)", console), console[:5000]
+    assert "BOOT_IMAGE=/phase1/vmlinuz" in console
+    # The OS's kernel runs locked down: Secure Boot held from shim through kexec.
+    assert re.search(rf"{target.name}: lockdown .*\[integrity\]", console), console[-2000:]
+    TIMINGS.append(timing_line("secure UEFI HTTP Boot", vm))
 
 
 def test_a_secure_boot_machine_runs_a_qemu_os_with_the_qemu_initramfs_grub_loads(make_lab,

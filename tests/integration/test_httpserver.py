@@ -13,8 +13,10 @@ import pytest
 from yarl import URL
 
 from boottorrentd.boot.http import BootServer
+from boottorrentd.boot.loaders import loaders
+from boottorrentd.boot.plan import grub_config
 from boottorrentd.clients.registry import Registry
-from boottorrentd.config import BootSection, ClientSection, Config
+from boottorrentd.config import BootSection, ClientSection, Config, LoaderSection
 from boottorrentd.library.store import Library, OSEntry
 from boottorrentd.phase1.qemu import QEMU_NOT_BUILT, qemu_image
 
@@ -256,6 +258,56 @@ def test_phase1_serves_only_its_two_files(tmp_path):
             assert body.strip()
 
     run(tmp_path, scenario)
+
+
+# --- UEFI HTTP Boot ---------------------------------------------------------------------------
+
+
+def test_uefi_http_boot_gets_its_loaders_also_by_shims_double_slash_url(tmp_path):
+    # What this host's loaders are: shim and GRUB where GRUB boots by HTTP, else iPXE.
+    served = loaders("shim")
+
+    async def scenario(env: Env) -> None:
+        for name, source in served.http_files.items():
+            for path in (f"/uefi/{name}", f"/uefi//{name}"):
+                status, body, resp = await env.get(path)
+                assert (status, resp.content_type) == (200, "application/efi"), path
+                assert body == source.read_bytes(), path
+        status, body, _ = await env.get("/uefi/undionly.kpxe")
+        assert status == 404
+        assert f"UEFI HTTP Boot gets {served.http_boot}".encode() in body
+
+    run(tmp_path, scenario)
+
+
+def test_grub_started_by_http_boot_reads_the_same_config_as_over_tftp(tmp_path):
+    async def scenario(env: Env) -> None:
+        build_phase1(env)
+        env.registry.assign(MAC, "debian12")
+        status, body, _ = await env.get("/grub/grub.cfg")
+        assert status == 200
+        cfg = env.server.cfg
+        oss = {name: e.spec.dispname for name, e in env.library.served.items()}
+        assert body.decode() == grub_config(oss, env.registry.assignments, cfg,
+                                            server=env.server.server_address,
+                                            phase1_ready=True)
+        # Relative paths: GRUB loads phase-1 from the server it came from, this one.
+        assert "if linux /phase1/vmlinuz " in body.decode()
+        assert f"= {MAC} ]" in body.decode()
+
+    run(tmp_path, scenario)
+
+
+def test_with_ipxe_for_uefi_there_is_no_grub_config(tmp_path):
+    cfg = Config(boottorrent=BootSection(timeout=30, default_os="freedos"),
+                 boot=LoaderSection(uefi_loader="ipxe"))
+
+    async def scenario(env: Env) -> None:
+        status, body, _ = await env.get("/grub/grub.cfg")
+        assert status == 404
+        assert b"boot.uefi_loader is ipxe" in body
+
+    run(tmp_path, scenario, cfg)
 
 
 # --- torrents and boot specs -----------------------------------------------------------------

@@ -44,3 +44,6 @@ def test_ovmf_machines_boot_the_firmwares_own_pxe_and_secure_boot_ones_lock_thei
     assert "OVMF_CODE_4M.secboot.fd" in secure and "q35,smm=on" in secure
     assert "driver=cfi.pflash01,property=secure,value=on" in secure
     assert "IPv4PXESupport,string=n" in command("httpboot")
+    secure_http = command("securehttpboot")
+    assert "IPv4PXESupport,string=n" in secure_http and "OVMF_CODE_4M.secboot.fd" in secure_http
+    assert "driver=cfi.pflash01,property=secure,value=on" in secure_http

@@ -121,8 +121,9 @@ class Dnsmasq:
 
     @property
     def served(self) -> Loaders:
-        """The first loaders for this configuration (boot.uefi_loader)."""
-        return loaders(self.cfg.boot.uefi_loader, ipxe_dir=self.ipxe_dir)
+        """The first loaders for this configuration (boot.uefi_loader, boot.grub_image)."""
+        boot = self.cfg.boot
+        return loaders(boot.uefi_loader, ipxe_dir=self.ipxe_dir, grub=boot.grub_image)
 
     @property
     def efi_loader(self) -> str:

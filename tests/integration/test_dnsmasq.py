@@ -388,7 +388,17 @@ def test_lease_events_say_whether_phase1_or_the_machines_own_os_asked(
         return await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", cli.name, "busybox", "udhcpc", "-i", "eth0", "-f",
             "-T", "1", "-s", str(udhcpc_script), *options,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+
+    async def bound(client: asyncio.subprocess.Process) -> None:
+        # dnsmasq reports the lease as it sends its ACK; udhcpc has it only once its
+        # script ran, and a release asked for before then is no release.
+        assert client.stdout is not None
+        async with asyncio.timeout(10):
+            while line := await client.stdout.readline():
+                if line.startswith(b"udhcpc-event bound "):
+                    return
+        raise AssertionError("udhcpc ended without a lease")
 
     async def stop(client: asyncio.subprocess.Process) -> None:
         if client.returncode is None:
@@ -418,6 +428,7 @@ def test_lease_events_say_whether_phase1_or_the_machines_own_os_asked(
             clients.append(await udhcpc("-V", PHASE1_VENDOR_CLASS))
             again = await events.next("old")
             assert (again.mac, again.asker) == (mac, Asker.PHASE1)
+            await bound(clients[2])
             clients[2].send_signal(signal.SIGUSR2)
             released = await events.next("del")
             assert (released.mac, released.ip) == (mac, phase1.ip)

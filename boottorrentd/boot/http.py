@@ -215,13 +215,17 @@ class BootServer:
         if cfg.boot.uefi_loader != "shim":
             raise _reason(web.HTTPNotFound, "no GRUB config: boot.uefi_loader is "
                           f"{cfg.boot.uefi_loader}, so UEFI machines boot iPXE, not GRUB")
+        return web.Response(text=await self.grub_text(), content_type="text/plain")
+
+    async def grub_text(self) -> str:
+        """GRUB's config from the current boot plans: what this server answers for
+        /grub/grub.cfg and what the session writes into the TFTP root."""
         ready = await asyncio.to_thread(self.phase1_ready)
         qemu_ready = await asyncio.to_thread(self.qemu_ready)
-        text = grub_config(self._oss(), self.registry.assignments, cfg,
+        return grub_config(self._oss(), self.registry.assignments, self.cfg,
                            server=self.server_address, phase1_ready=ready,
                            imaged=self.registry.imaged,
                            qemu_oss=qemu_oss(self.library.entries), qemu_ready=qemu_ready)
-        return web.Response(text=text, content_type="text/plain")
 
     def phase1_ready(self) -> bool:
         return all(_regular_file(self.phase1_dir / name) for name in BOOT_FILES)

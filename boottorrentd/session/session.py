@@ -23,7 +23,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from boottorrentd.boot.http import BootServer
-from boottorrentd.boot.plan import grub_config, qemu_oss
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import Config
 from boottorrentd.errors import BootTorrentError
@@ -288,13 +287,7 @@ class Session:
             return
         # One at a time, each from the state when it runs: the last write is the newest.
         async with self._grub_lock:
-            oss = {name: entry.spec.dispname for name, entry in self.library.served.items()}
-            ready = await asyncio.to_thread(self.http.phase1_ready)
-            qemu_ready = await asyncio.to_thread(self.http.qemu_ready)
-            text = grub_config(oss, self.registry.assignments, cfg,
-                               server=self.http.server_address, phase1_ready=ready,
-                               imaged=self.registry.imaged,
-                               qemu_oss=qemu_oss(self.library.entries), qemu_ready=qemu_ready)
+            text = await self.http.grub_text()
             await asyncio.to_thread(self.dnsmasq.write_grub_config, text)
 
     def _rewrite_grub_config_soon(self) -> None:

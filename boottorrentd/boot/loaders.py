@@ -61,6 +61,11 @@ class Loaders:
         absent = {name: src for name, src in self.files.items() if not src.exists()}
         if not absent:
             return None
+        grub = absent.get(GRUB_NAME)
+        if grub is not None and grub != GRUB and SHIM_NAME not in absent:
+            return (f"the GRUB image {grub} that boot.grub_image names is missing; put the "
+                    "signed GRUB network image there, or set boot.grub_image: null to serve "
+                    "Debian's")
         names = ", ".join(str(src) for src in absent.values())
         if SHIM_NAME in absent or GRUB_NAME in absent:
             return (f"the UEFI loader {names} is missing; install it with 'apt install "

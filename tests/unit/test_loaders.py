@@ -73,6 +73,19 @@ def test_a_missing_signed_loader_names_the_packages_and_the_way_around(tmp_path:
     assert "boot.uefi_loader: ipxe" in why
 
 
+def test_a_missing_grub_image_named_by_the_config_names_the_key_not_the_packages(
+        tmp_path: Path):
+    shim = fake_ipxe(tmp_path, "shim") / "shim"
+    served = loaders("shim", ipxe_dir=fake_ipxe(tmp_path, "undionly.kpxe", "snponly.efi"),
+                     shim=shim, grub=str(tmp_path / "trixie-grubnetx64.efi.signed"))
+
+    why = served.missing()
+    assert why is not None
+    assert f"{tmp_path / 'trixie-grubnetx64.efi.signed'} that boot.grub_image names" in why
+    assert "boot.grub_image: null" in why
+    assert "apt install" not in why
+
+
 def test_an_unknown_uefi_loader_is_refused():
     with pytest.raises(ValueError, match="shim or ipxe"):
         loaders("grub")

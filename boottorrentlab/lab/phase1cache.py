@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,9 @@ PHASE1_CACHE = Path("/var/cache/boottorrent/lab")
 PHASE1_DIR = "phase1"
 PHASE1_FILES = ("vmlinuz", "initrd.img")
 PHASE1_STAMP = "lab-inputs.json"
+# A folder whose image no run has used for this long is removed when the cache is used:
+# its inputs (an old kernel, an old agent) are gone, and each image is 20 MB.
+UNUSED_DAYS = 14
 
 
 def _phase1_inputs() -> dict[str, str]:
@@ -71,6 +75,21 @@ def _phase1_stale(cache: Path) -> str | None:
     return _package_change(manifest.created_from)
 
 
+def prune_unused(root: Path, keep: Path, now: float) -> list[Path]:
+    """Remove the folders of `root` but `keep` that no run has used for UNUSED_DAYS (their
+    stamp, touched at each use, or the folder itself when a build never finished)."""
+    removed = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder == keep or not folder.is_dir():
+            continue
+        stamp = folder / PHASE1_STAMP
+        used = (stamp if stamp.is_file() else folder).stat().st_mtime
+        if now - used > UNUSED_DAYS * 86400:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def ensure_phase1(rebuild: bool, out: TextIO) -> Path:
     """A current phase-1 folder: the one cached in PHASE1_CACHE, else built now there."""
     try:
@@ -82,7 +101,12 @@ def ensure_phase1(rebuild: bool, out: TextIO) -> Path:
     cache = _cache_for(inputs)
     cached = cache / PHASE1_DIR
     why = "--rebuild-phase1" if rebuild else _phase1_stale(cache)
+    removed = prune_unused(PHASE1_CACHE, cache, time.time())
+    if removed:
+        print(f"Removed {len(removed)} phase-1 image(s) from {PHASE1_CACHE} that no run "
+              f"used for {UNUSED_DAYS} days", file=out, flush=True)
     if why is None:
+        (cache / PHASE1_STAMP).touch()
         print(f"Phase-1 image: {cached} (cached; its kernel, agent and packages are "
               "unchanged)", file=out, flush=True)
         return cached

@@ -5,17 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.boot.plan import (
-    NOT_BUILT_PAUSE,
-    BootPlan,
-    MenuItem,
-    boot_json,
-    grub_config,
-    ipxe_text,
-    plan_boot,
-    render_chain,
-    render_ipxe,
-)
+from boottorrentd.boot.bootspec import boot_json
+from boottorrentd.boot.grub import grub_config
+from boottorrentd.boot.ipxe import render_chain, render_ipxe
+from boottorrentd.boot.plan import BootPlan, MenuItem, plan_boot
+from boottorrentd.boot.render import NOT_BUILT_PAUSE, ipxe_text
 from boottorrentd.config import Aria2Section, BootSection, ClientSection, Config, TrackerSection
 from boottorrentd.library.osspec import OSSpec
 from boottorrentd.library.store import OSEntry
@@ -558,7 +552,7 @@ def test_boot_json_holds_what_phase1_needs():
 
 
 def test_boot_env_renders_boot_json_as_single_quoted_shell_assignments():
-    from boottorrentd.boot.plan import boot_env
+    from boottorrentd.boot.bootspec import boot_env
 
     config = Config(boottorrent=BootSection(seed_time=45),
                     tracker=TrackerSection(announce_interval=20))
@@ -576,7 +570,7 @@ def test_boot_env_renders_boot_json_as_single_quoted_shell_assignments():
 
 
 def test_boot_env_quotes_a_single_quote_in_a_value():
-    from boottorrentd.boot.plan import boot_env
+    from boottorrentd.boot.bootspec import boot_env
 
     spec = OSSpec("Bob's OS", "kexec", {"kernel": "vmlinuz", "initrd": "initrd.img",
                                         "cmdline": "a='b c'"})

@@ -34,16 +34,12 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from boottorrentd.boot.bootspec import boot_env, boot_json
+from boottorrentd.boot.grub import grub_config
+from boottorrentd.boot.ipxe import render_chain, render_ipxe
 from boottorrentd.boot.loaders import GRUB_CONFIG, loaders
-from boottorrentd.boot.plan import (
-    boot_env,
-    boot_json,
-    grub_config,
-    plan_boot,
-    qemu_oss,
-    render_chain,
-    render_ipxe,
-)
+from boottorrentd.boot.plan import plan_boot
+from boottorrentd.boot.render import qemu_oss
 from boottorrentd.clients.registry import Registry, Stage
 from boottorrentd.config import Config
 from boottorrentd.library.store import OSEntry

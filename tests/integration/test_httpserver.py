@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from boottorrentd.boot.grub import grub_config
 from boottorrentd.boot.http import BootServer
 from boottorrentd.boot.loaders import loaders
-from boottorrentd.boot.plan import grub_config
 from boottorrentd.clients.registry import Registry
 from boottorrentd.config import BootSection, ClientSection, Config, LoaderSection
 from boottorrentd.library.store import Library, OSEntry

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from boottorrentd.boot.plan import boot_env, boot_json, shell_quote
+from boottorrentd.boot.bootspec import boot_env, boot_json
+from boottorrentd.boot.render import shell_quote
 from boottorrentd.config import Aria2Section, BootSection, Config
 from boottorrentd.errors import InvalidArgument
 from boottorrentd.library.osspec import OSSpec

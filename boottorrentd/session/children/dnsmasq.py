@@ -323,7 +323,7 @@ class Dnsmasq:
                 link.symlink_to(target)
 
     def write_grub_config(self, text: str) -> None:
-        """GRUB's config (boot.plan.render_grub), read by UEFI machines at their next boot."""
+        """GRUB's config (boot.grub.render_grub), read by UEFI machines at their next boot."""
         write_atomic(self.tftp_root / GRUB_CONFIG, text, 0o644)
 
     # --- lease events --------------------------------------------------------------------

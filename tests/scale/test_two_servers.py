@@ -24,11 +24,6 @@ def simulate(config: SimConfig) -> SimResult:
 
 
 @pytest.fixture(scope="module")
-def one_server() -> SimResult:
-    return simulate(SimConfig(machines=MACHINES))
-
-
-@pytest.fixture(scope="module")
 def two_servers() -> SimResult:
     return simulate(SimConfig(machines=MACHINES, seed_servers=1))
 
@@ -39,16 +34,19 @@ def full_server_stops() -> SimResult:
                              stop_server=0))
 
 
-def test_machines_of_the_full_server_draw_from_both_servers(one_server: SimResult,
-                                                             two_servers: SimResult):
-    assert one_server.failures == [] and two_servers.failures == []
-    assert two_servers.verified == MACHINES
-    full, seed = two_servers.servers_seed_uploaded_bytes
-    alone = one_server.seed_uploaded_bytes
-    # The seed server carries a real share, and each sends well under what one alone does.
-    assert seed > two_servers.size_bytes / 4
-    assert full < 0.75 * alone
-    assert seed < 0.75 * alone
+def test_machines_of_the_full_server_draw_from_both_servers(two_servers: SimResult):
+    run = two_servers
+    assert run.failures == []
+    assert run.verified == MACHINES
+    full, seed = run.servers_seed_uploaded_bytes
+    # What the machines draw from the servers together is what one server alone would have
+    # to send them (with one alone they drew 1.9-2.8 F here, with two 1.9-3.4 F: it varies
+    # from run to run more than it differs, so a second run of one server alone is no yard
+    # stick). Each server sends a real share of it and well under all of it (41-56 % in
+    # 7 runs); the seed server sends the rest.
+    from_servers = full + seed
+    assert from_servers >= run.size_bytes
+    assert from_servers / 4 < full < 0.75 * from_servers
 
 
 def test_stopping_the_full_server_mid_download_loses_no_machine(

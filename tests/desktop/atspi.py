@@ -57,12 +57,22 @@ def walk(node: Node) -> Iterator[Node]:
         yield from walk(child)
 
 
+def _role_and_name(node: Node) -> tuple[str, str] | None:
+    """The node's role and name, or None when it went between the walk and the read (a
+    tile the filter just hid): AT-SPI then says it has no such interface."""
+    try:
+        return node.getRoleName(), node.name
+    except GLib.Error:
+        return None
+
+
 def find(root: Node, role: str, name: str | Callable[[str], bool] | None = None) -> Node | None:
     """The first visible node under `root` with that role and name (or name test)."""
     for node in walk(root):
-        if node.getRoleName() != role:
+        read = _role_and_name(node)
+        if read is None or read[0] != role:
             continue
-        if name is None or (name(node.name) if callable(name) else node.name == name):
+        if name is None or (name(read[1]) if callable(name) else read[1] == name):
             return node
     return None
 
@@ -76,7 +86,8 @@ def wait_for(root: Node, role: str, name: str | Callable[[str], bool] | None = N
 
 def labels(root: Node) -> list[str]:
     """The texts of the labels under `root`; GLib's sizes ("5.4\u00a0MB") with plain spaces."""
-    return [n.name.replace("\u00a0", " ") for n in walk(root) if n.getRoleName() == "label"]
+    read = [_role_and_name(n) for n in walk(root)]
+    return [r[1].replace("\u00a0", " ") for r in read if r is not None and r[0] == "label"]
 
 
 # Atspi's interfaces directly: pyatspi's query*() helpers warn that they are deprecated.

@@ -76,3 +76,6 @@ def test_a_live_build_iso_added_with_from_boots_with_live_config_on_its_own_kern
     assert "target=active" in line and "root=overlayfs" in line, line
     assert "live-config=active" in line, line
     TIMINGS.append(timing_line("live-build ISO, own kernel", vm))
+    # live-config leaves the root's own DHCP client in charge: its request makes it booted.
+    lab.wait_for(lambda: vm.record.get("stage") == "booted", timeout=120,
+                 what="the live-build machine to be booted")

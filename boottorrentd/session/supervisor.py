@@ -86,6 +86,12 @@ class Child:
         return time.monotonic() - self.started_at if self.pid else 0.0
 
 
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Send `sig` to the process group `proc` leads (start_new_session: its PID)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
 def _die_with_parent() -> None:
     # Outside systemd nothing kills the children if the daemon is killed with SIGKILL;
     # the pidfile sweep at the next start catches the ones that dropped privileges
@@ -144,6 +150,10 @@ class Supervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            # A group of its own: what the child starts (a helper, a shell's command) is
+            # signalled with it at a stop, instead of outliving the session and holding
+            # its output pipe open.
+            start_new_session=True,
         )
         child.started_at = time.monotonic()
         self._record_pids()
@@ -157,7 +167,7 @@ class Supervisor:
                 await spec.started()
         except Exception as e:
             if child.process.returncode is None:
-                child.process.kill()
+                _signal_group(child.process, signal.SIGKILL)
                 await child.process.wait()
             if child.pump is not None:
                 await asyncio.wait([child.pump], timeout=1)
@@ -211,13 +221,15 @@ class Supervisor:
             proc = child.process
             if proc is None or proc.returncode is not None:
                 continue
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
             except TimeoutError:
                 log.warning("%s ignored SIGTERM; killing it", child.spec.name)
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 await proc.wait()
+            # Whatever of its group outlived it (a helper that ignores SIGTERM) goes too.
+            _signal_group(proc, signal.SIGKILL)
             child.state = ChildState.STOPPED
         # Let the output pumps drain so the pipes close with the loop still running.
         pumps = [c.pump for c in self.children.values() if c.pump]

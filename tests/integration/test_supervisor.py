@@ -12,6 +12,7 @@ import time
 import pytest
 
 from boottorrentd.session.supervisor import ChildSpec, Supervisor
+from boottorrentd.util.wait import wait_until
 from tests.conftest import alive
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,26 @@ def test_child_output_is_logged_under_its_own_identifier(tmp_path, caplog):
     record = next(r for r in caplog.records if r.getMessage() == "hello from child")
     assert record.SYSLOG_IDENTIFIER == "boottorrentd-talker"
     assert record.BOOTTORRENT_CHILD == "talker"
+
+
+def test_stop_takes_what_a_child_started_with_it(tmp_path, caplog):
+    async def scenario() -> int:
+        sup = Supervisor(tmp_path / "children.json", lambda: None)
+        # A helper that ignores SIGTERM, as a shell's background command does.
+        await sup.start(ChildSpec("parent", [
+            "sh", "-c", "sh -c 'trap \"\" TERM; exec sleep 600' & echo helper $!; wait"]))
+        await wait_for(lambda: any(r.getMessage().startswith("helper ")
+                                   for r in caplog.records))
+        helper = next(int(r.getMessage().split()[1]) for r in caplog.records
+                      if r.getMessage().startswith("helper "))
+        assert alive(helper)
+        await sup.stop()
+        return helper
+
+    with caplog.at_level(logging.INFO):
+        helper = asyncio.run(scenario())
+    # The group was killed; the helper, reparented to init, is gone once init reaps it.
+    wait_until(lambda: not alive(helper), timeout=5, what="the child's helper to be gone")
 
 
 def test_a_child_that_is_never_ready_fails_the_start_and_is_not_left_running(tmp_path):
